@@ -1,0 +1,3 @@
+"""exhunt: find ProxyLogon-era Exchange exploitation in collected evidence."""
+
+__version__ = "0.1.0"

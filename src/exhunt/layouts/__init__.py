@@ -1,0 +1,1 @@
+"""Recognise evidence collections and expose each as one read-only tree of Windows paths."""
