@@ -31,6 +31,7 @@ CODES: dict[str, tuple[str, str]] = {
     "EXH-R006": ("warning", "file ends in the middle of a line (truncated)"),
     "EXH-R007": ("warning", "line longer than the reader limit was cut"),
     "EXH-R008": ("info", "further diagnostics of this kind for this file were counted, not listed"),
+    "EXH-R009": ("warning", "file is UTF-16 encoded (not as Exchange writes it); decoded as UTF-16"),
     # rules
     "EXH-K001": ("error", "rule file could not be parsed or validated"),
     "EXH-K002": ("warning", "rule uses a feature the matcher cannot evaluate; rule skipped"),

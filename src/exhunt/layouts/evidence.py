@@ -58,10 +58,8 @@ class _ZipMemberStream:
     def read(self, size: int = -1) -> bytes:
         return self._stream.read(size)
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def readline(self, size: int = -1) -> bytes:
+        return self._stream.readline(size)
 
     def readable(self) -> bool:
         return True

@@ -1,0 +1,90 @@
+"""Host stage, CVE assessability and coverage: what the evidence supports, and what it cannot say."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from exhunt.model import Finding, Level, SourceCoverage, Stage, utc_iso
+
+#: CVE -> (sources that assess it, sources that assess it in part, what a full assessment needs).
+CVE_EVIDENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "CVE-2021-26855": (("httpproxy",), ("iis",), "Exchange HttpProxy logs (Logging\\HttpProxy)"),
+    "CVE-2021-26857": ((), (), "the Application event log (MSExchange Unified Messaging errors)"),
+    "CVE-2021-26858": (("oabgenerator",), (), "the OABGeneratorLog (Logging\\OABGeneratorLog)"),
+    "CVE-2021-27065": (("ecp-server",), ("httpproxy", "iis"), "ECP server logs (Logging\\ECP\\Server)"),
+}
+#: Said of every host until the successor campaigns' detections exist.
+SUCCESSORS_NOTE = (
+    "ProxyShell (CVE-2021-34473, CVE-2021-34523, CVE-2021-31207) and ProxyNotShell (CVE-2022-41040, "
+    "CVE-2022-41082) exploitation not assessed: this version only reports exposure to them"
+)
+#: Findings at these levels do not move a host's stage (hunting leads, scanners, mitigations).
+NO_STAGE = Level.INFORMATIONAL
+#: Findings at these levels move a host at most to ``probed``.
+WEAK = Level.LOW
+MAX_REASONS = 5
+
+
+def finding_stage(finding: Finding) -> Stage:
+    """The host stage one finding supports on its own."""
+    if finding.rule.level <= NO_STAGE:
+        return Stage.CLEAN
+    stage = finding.rule.stage.host_stage
+    return min(stage, Stage.PROBED) if finding.rule.level <= WEAK else stage
+
+
+def host_stage(findings: Iterable[Finding], assessed_any: bool) -> tuple[Stage, tuple[str, ...]]:
+    """Highest stage the findings support, with the findings that support it.
+
+    A host without findings is ``clean`` only if some evidence could be assessed, otherwise
+    ``unknown``.
+    """
+    ranked = sorted(
+        ((finding_stage(f), f) for f in findings),
+        key=lambda pair: (-pair[0], -pair[1].rule.level, utc_iso(pair[1].time) or "~", pair[1].rule.id),
+    )
+    if not ranked or ranked[0][0] <= Stage.CLEAN:
+        return (Stage.CLEAN if assessed_any else Stage.UNKNOWN), ()
+    top = ranked[0][0]
+    reasons: list[str] = []
+    seen: set[str] = set()
+    for stage, finding in ranked:
+        if stage < top or len(reasons) >= MAX_REASONS:
+            break
+        if finding.rule.id in seen:
+            continue
+        seen.add(finding.rule.id)
+        where = f"{finding.source}:{finding.line}" if finding.line else finding.source
+        reasons.append(f"{finding.rule.id} ({finding.rule.level}, {finding.rule.stage}) "
+                       f"at {utc_iso(finding.time) or 'unknown time'} in {where}: {finding.rule.title}")
+    return top, tuple(reasons)
+
+
+def assessment(coverage: Mapping[str, SourceCoverage]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Which CVEs the evidence lets exhunt assess, and why the others cannot be."""
+    read = {kind for kind, cov in coverage.items() if cov.records > 0}
+    assessed: list[str] = []
+    not_assessed: list[str] = []
+    for cve, (full, partial, needs) in CVE_EVIDENCE.items():
+        have_full = [k for k in full if k in read]
+        have_partial = [k for k in partial if k in read]
+        if have_full:
+            assessed.append(f"{cve}: {_span(coverage, have_full)}")
+        elif have_partial:
+            assessed.append(f"{cve} (partly): {_span(coverage, have_partial)}")
+            not_assessed.append(f"{cve} only partly assessed: no {needs}")
+        elif cve == "CVE-2021-26857":
+            found = "event logs were collected but " if "evtx" in coverage else "no event logs were collected and "
+            not_assessed.append(f"{cve} not assessed: needs {needs}; {found}this version does not read EVTX")
+        else:
+            not_assessed.append(f"{cve} not assessed: no {needs}")
+    not_assessed.append(SUCCESSORS_NOTE)
+    return tuple(assessed), tuple(not_assessed)
+
+
+def _span(coverage: Mapping[str, SourceCoverage], kinds: list[str]) -> str:
+    parts = []
+    for kind in kinds:
+        cov = coverage[kind]
+        parts.append(f"{kind} {utc_iso(cov.first) or '?'} .. {utc_iso(cov.last) or '?'}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Rule loading, compilation and evaluation."""

@@ -1,0 +1,128 @@
+"""Load Sigma rule files (shipped and user-supplied) into a compiled rule set.
+
+A file that pySigma cannot parse, or a rule the matcher cannot evaluate, becomes a
+diagnostic naming the file and the reason; the other rules are still loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from exhunt.diagnostics import make
+from exhunt.engine.sigma import (
+    CompiledCorrelation,
+    CompiledRule,
+    UnsupportedRule,
+    compile_correlation,
+    compile_rule,
+)
+from exhunt.model import Diagnostic, RuleInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Compiled rules by source kind, correlations, and the problems met while loading."""
+
+    rules: tuple[CompiledRule, ...]
+    correlations: tuple[CompiledCorrelation, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    def for_kind(self, kind: str) -> tuple[CompiledRule, ...]:
+        return tuple(rule for rule in self.rules if rule.kind == kind)
+
+    @property
+    def infos(self) -> tuple[RuleInfo, ...]:
+        visible = [r.info for r in self.rules if not r.hidden] + [c.info for c in self.correlations]
+        return tuple(sorted(visible, key=lambda info: info.id))
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(rule.kind for rule in self.rules)
+
+
+def shipped_rule_files() -> list[tuple[str, str]]:
+    """``(name, text)`` of every Sigma file shipped in the package, sorted by name."""
+    folder = resources.files("exhunt") / "rules" / "sigma"
+    return sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith((".yml", ".yaml"))
+    )
+
+
+@cache
+def shipped_rules() -> RuleSet:
+    """The rules exhunt ships, compiled once per process."""
+    return compile_files(shipped_rule_files())
+
+
+def load_rules(extra_dirs: Sequence[str | Path] = ()) -> RuleSet:
+    """Shipped rules plus every ``*.yml``/``*.yaml`` below the given folders."""
+    base = shipped_rules()
+    if not extra_dirs:
+        return base
+    files: list[tuple[str, str]] = []
+    problems: list[Diagnostic] = []
+    for folder in extra_dirs:
+        paths = sorted(Path(folder).rglob("*.y*ml")) if Path(folder).is_dir() else [Path(folder)]
+        for path in paths:
+            try:
+                files.append((str(path), path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(make("EXH-K001", f"cannot read rule file: {exc}", str(path)))
+    extra = compile_files(files)
+    return RuleSet(base.rules + extra.rules, base.correlations + extra.correlations,
+                   base.diagnostics + tuple(problems) + extra.diagnostics)
+
+
+def compile_files(files: Iterable[tuple[str, str]]) -> RuleSet:
+    """Parse and compile Sigma files given as ``(path, text)``."""
+    rules: list[CompiledRule] = []
+    pending: list[tuple[str, SigmaCorrelationRule]] = []
+    problems: list[Diagnostic] = []
+    for path, text in files:
+        try:
+            collection = SigmaCollection.from_yaml(text, collect_errors=True)
+        except (SigmaError, ValueError) as exc:
+            problems.append(make("EXH-K001", str(exc), path))
+            continue
+        for item in collection.rules:
+            errors = getattr(item, "errors", None) or []
+            if errors:
+                problems.extend(make("EXH-K001", f"{item.title or '?'}: {err}", path) for err in errors)
+                continue
+            if isinstance(item, SigmaCorrelationRule):
+                pending.append((path, item))
+            elif isinstance(item, SigmaRule):
+                try:
+                    rules.append(compile_rule(item, path))
+                except UnsupportedRule as exc:
+                    code = "EXH-K003" if "logsource" in str(exc) else "EXH-K002"
+                    problems.append(make(code, f"{item.name or item.title}: {exc}", path))
+    by_name = {rule.name: rule for rule in rules}
+    correlations: list[CompiledCorrelation] = []
+    hidden: set[str] = set()
+    for path, item in pending:
+        try:
+            compiled = compile_correlation(item, by_name, path)
+        except UnsupportedRule as exc:
+            problems.append(make("EXH-K002", f"{item.name or item.title}: {exc}", path))
+            continue
+        correlations.append(compiled)
+        if not item.generate:
+            hidden.update(compiled.base)
+    rules = [_hide(rule) if rule.name in hidden else rule for rule in rules]
+    return RuleSet(tuple(rules), tuple(correlations), tuple(problems))
+
+
+def _hide(rule: CompiledRule) -> CompiledRule:
+    return CompiledRule(rule.info, rule.kind, rule.match, rule.fields, rule.name, hidden=True)

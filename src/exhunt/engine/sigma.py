@@ -1,0 +1,328 @@
+"""Compile Sigma rules (parsed and validated by pySigma) into predicates over records.
+
+pySigma resolves modifiers (``contains``, ``startswith``, ``endswith``, ``all``, ``re``,
+``cidr``, wildcards) and the condition (``1 of``, ``all of``, ``not``) into a tree of
+typed values; this module turns that tree into plain Python closures. Strings compare
+case-insensitively, as the Sigma specification requires, unless ``|cased`` is used.
+Keyword (field-less) values are searched in the raw log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationRule
+from sigma.rule import SigmaLogSource, SigmaRule
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SpecialChars,
+)
+
+from exhunt.model import FindingStage, Level, Record, RuleInfo
+
+Predicate = Callable[[Record], bool]
+ValueTest = Callable[[str], bool]
+
+
+class UnsupportedRule(Exception):
+    """A rule uses a Sigma feature the matcher cannot evaluate."""
+
+
+#: Sigma logsource -> exhunt source kind. ``product: exchange`` services are exhunt's own
+#: taxonomy for Exchange's text logs; ``category: webserver`` is SigmaHQ's for IIS.
+EXCHANGE_SERVICES = {
+    "httpproxy": "httpproxy",
+    "ecp-server": "ecp-server",
+    "ecp-activity": "ecp-activity",
+    "oabgenerator": "oabgenerator",
+    "rps-http": "rps-http",
+}
+
+
+def source_kind(logsource: SigmaLogSource) -> str | None:
+    """The evidence kind a rule's logsource selects, or ``None`` if exhunt reads no such source."""
+    if logsource.category == "webserver" and logsource.product in (None, "iis", "windows"):
+        return "iis"
+    if logsource.product == "exchange" and logsource.category is None:
+        return EXCHANGE_SERVICES.get(logsource.service or "")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A single-event rule ready to evaluate; ``hidden`` rules only feed correlations."""
+
+    info: RuleInfo
+    kind: str
+    match: Predicate
+    fields: tuple[str, ...]
+    name: str
+    hidden: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCorrelation:
+    """An ``event_count`` or ``value_count`` correlation over hidden base rules."""
+
+    info: RuleInfo
+    kind: str
+    base: tuple[str, ...]
+    type: str
+    group_by: tuple[str, ...]
+    timespan: timedelta
+    threshold: Callable[[int], bool]
+    value_field: str | None
+
+
+def rule_info(rule: SigmaRule | SigmaCorrelationRule, path: str = "") -> RuleInfo:
+    """Extract exhunt's finding metadata from a Sigma rule."""
+    tags = rule.tags or []
+    cves = tuple(f"CVE-{t.name.upper()}" for t in tags if t.namespace == "cve")
+    attack = tuple(t.name.upper() for t in tags if t.namespace == "attack" and t.name.lower().startswith("t"))
+    stage_text = str(rule.custom_attributes.get("stage", "probe"))
+    level = Level.parse(rule.level.name) if rule.level else Level.MEDIUM
+    return RuleInfo(
+        id=rule.name or str(rule.id),
+        title=rule.title,
+        level=level,
+        stage=FindingStage(stage_text),
+        cves=cves,
+        attack=attack,
+        references=tuple(rule.references or ()),
+        falsepositives=tuple(rule.falsepositives or ()),
+        description=(rule.description or "").strip(),
+        uuid=str(rule.id) if rule.id else "",
+        path=path,
+    )
+
+
+def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
+    """Compile one Sigma rule; raises :class:`UnsupportedRule` with the reason."""
+    kind = source_kind(rule.logsource)
+    if kind is None:
+        raise UnsupportedRule(f"logsource {_logsource_text(rule.logsource)} is not a source exhunt reads")
+    conditions = rule.detection.parsed_condition
+    if len(conditions) != 1:
+        raise UnsupportedRule("rules with several conditions are not supported")
+    predicate = _compile_node(conditions[0].parse())
+    return CompiledRule(
+        info=rule_info(rule, path),
+        kind=kind,
+        match=predicate,
+        fields=tuple(rule.fields or ()),
+        name=rule.name or str(rule.id),
+    )
+
+
+def compile_correlation(rule: SigmaCorrelationRule, bases: dict[str, CompiledRule],
+                        path: str = "") -> CompiledCorrelation:
+    """Compile a correlation rule whose base rules are already compiled."""
+    kind_name = rule.type.value if hasattr(rule.type, "value") else str(rule.type)
+    if kind_name not in ("event_count", "value_count"):
+        raise UnsupportedRule(f"correlation type {kind_name} is not supported")
+    names = []
+    for ref in rule.rules:
+        target = ref.rule
+        name = (target.name or str(target.id)) if target is not None else str(ref.reference)
+        if name not in bases:
+            raise UnsupportedRule(f"correlation refers to unknown or unsupported rule {name}")
+        names.append(name)
+    kinds = {bases[name].kind for name in names}
+    if len(kinds) != 1:
+        raise UnsupportedRule("correlated rules must read the same source kind")
+    condition = rule.condition
+    return CompiledCorrelation(
+        info=rule_info(rule, path),
+        kind=kinds.pop(),
+        base=tuple(names),
+        type=kind_name,
+        group_by=tuple(rule.group_by or ()),
+        timespan=timedelta(seconds=rule.timespan.seconds),
+        threshold=_threshold(condition.op, condition.count),
+        value_field=condition.fieldref if kind_name == "value_count" else None,
+    )
+
+
+def _threshold(op: SigmaCorrelationConditionOperator, count: int | float) -> Callable[[int], bool]:
+    tests: dict[str, Callable[[int], bool]] = {
+        "LT": lambda n: n < count,
+        "LTE": lambda n: n <= count,
+        "GT": lambda n: n > count,
+        "GTE": lambda n: n >= count,
+        "EQ": lambda n: n == count,
+        "NEQ": lambda n: n != count,
+    }
+    try:
+        return tests[op.name]
+    except KeyError:
+        raise UnsupportedRule(f"correlation operator {op.name} is not supported") from None
+
+
+def _logsource_text(logsource: SigmaLogSource) -> str:
+    parts = (f"{key}: {value}" for key, value in (("product", logsource.product),
+                                                  ("category", logsource.category),
+                                                  ("service", logsource.service)) if value)
+    return "{" + ", ".join(parts) + "}"
+
+
+def _compile_node(node: object) -> Predicate:
+    if isinstance(node, ConditionAND):
+        parts = tuple(_compile_node(arg) for arg in node.args)
+        return lambda record: all(part(record) for part in parts)
+    if isinstance(node, ConditionOR):
+        parts = tuple(_compile_node(arg) for arg in node.args)
+        return lambda record: any(part(record) for part in parts)
+    if isinstance(node, ConditionNOT):
+        inner = _compile_node(node.args[0])
+        return lambda record: not inner(record)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_predicate(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        test = _value_test(node.value, keyword=True)
+        return lambda record: test(record.raw)
+    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def _field_predicate(name: str, value: object) -> Predicate:
+    if isinstance(value, SigmaNull):
+        return lambda record: not record.fields.get(name)
+    if isinstance(value, SigmaExists):
+        wanted = value.exists
+        return lambda record: (name in record.fields) == wanted
+    test = _value_test(value, keyword=False)
+
+    def predicate(record: Record) -> bool:
+        found = record.fields.get(name)
+        return found is not None and test(found)
+
+    return predicate
+
+
+def _value_test(value: object, keyword: bool) -> ValueTest:
+    if isinstance(value, SigmaString):
+        return _string_test(value, keyword)
+    if isinstance(value, SigmaNumber):
+        return _number_test(value.number)
+    if isinstance(value, SigmaBool):
+        expected = "true" if value.boolean else "false"
+        return lambda found: found.strip().lower() == expected
+    if isinstance(value, SigmaRegularExpression):
+        return _regex_test(value)
+    if isinstance(value, SigmaCIDRExpression):
+        return _cidr_test(value.network)
+    if isinstance(value, SigmaCompareExpression):
+        return _compare_test(value)
+    raise UnsupportedRule(f"value type {type(value).__name__} is not supported")
+
+
+def _string_test(value: SigmaString, keyword: bool) -> ValueTest:
+    parts = list(value.s)
+    if keyword:
+        parts = [SpecialChars.WILDCARD_MULTI, *parts, SpecialChars.WILDCARD_MULTI]
+    cased = isinstance(value, SigmaCasedString)
+    fold: Callable[[str], str] = (lambda text: text) if cased else str.lower
+    star = SpecialChars.WILDCARD_MULTI
+    while len(parts) > 1 and parts[0] is star and parts[1] is star:
+        parts.pop(0)
+    while len(parts) > 1 and parts[-1] is star and parts[-2] is star:
+        parts.pop()
+    if all(isinstance(p, str) for p in parts):
+        literal = fold("".join(str(p) for p in parts))
+        return lambda found: fold(found) == literal
+    if len(parts) == 3 and parts[0] is star and parts[2] is star and isinstance(parts[1], str):
+        needle = fold(parts[1])
+        return lambda found: needle in fold(found)
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] is star:
+        prefix = fold(parts[0])
+        return lambda found: fold(found).startswith(prefix)
+    if len(parts) == 2 and parts[0] is star and isinstance(parts[1], str):
+        suffix = fold(parts[1])
+        return lambda found: fold(found).endswith(suffix)
+    pattern = re.compile(_wildcard_regex(parts), 0 if cased else re.IGNORECASE | re.DOTALL)
+    return lambda found: pattern.fullmatch(found) is not None
+
+
+def _wildcard_regex(parts: list[str | SpecialChars]) -> str:
+    out = []
+    for part in parts:
+        if part is SpecialChars.WILDCARD_MULTI:
+            out.append(".*")
+        elif part is SpecialChars.WILDCARD_SINGLE:
+            out.append(".")
+        elif isinstance(part, str):
+            out.append(re.escape(part))
+        else:
+            raise UnsupportedRule(f"special value {part!r} (placeholder or expansion) is not supported")
+    return "".join(out)
+
+
+def _number_test(number: int | float) -> ValueTest:
+    def test(found: str) -> bool:
+        try:
+            return float(found) == number
+        except ValueError:
+            return False
+
+    return test
+
+
+def _regex_test(value: SigmaRegularExpression) -> ValueTest:
+    flags = 0
+    for flag in value.flags:
+        flags |= {
+            SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+            SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+            SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+        }[flag]
+    pattern = re.compile(value.regexp.to_plain(), flags)
+    return lambda found: pattern.search(found) is not None
+
+
+def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueTest:
+    def test(found: str) -> bool:
+        try:
+            address = ipaddress.ip_address(found.strip().strip("[]"))
+        except ValueError:
+            return False
+        return address.version == network.version and address in network
+
+    return test
+
+
+def _compare_test(value: SigmaCompareExpression) -> ValueTest:
+    ops: dict[str, Callable[[float, float], bool]] = {
+        "LT": lambda a, b: a < b,
+        "LTE": lambda a, b: a <= b,
+        "GT": lambda a, b: a > b,
+        "GTE": lambda a, b: a >= b,
+    }
+    compare = ops[value.op.name]
+    limit = float(value.number.number)
+
+    def test(found: str) -> bool:
+        try:
+            return compare(float(found), limit)
+        except ValueError:
+            return False
+
+    return test

@@ -1,0 +1,1 @@
+"""Writers that turn a scan result into the files and tables responders use."""

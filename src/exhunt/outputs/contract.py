@@ -1,0 +1,67 @@
+"""The JSON contract (``--json``, ``summary.json``) and ``findings.jsonl``.
+
+Keys are only ever added, never renamed; ``contract.schema.json`` beside this module is
+the machine-readable form and is checked by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+from exhunt import __version__
+from exhunt.model import Finding, ScanResult, utc_iso
+
+SCHEMA_FILE = Path(__file__).with_name("contract.schema.json")
+
+
+def document(result: ScanResult, command: str = "") -> dict[str, object]:
+    """The whole scan as one JSON-ready document."""
+    return {
+        "exhunt_version": __version__,
+        "run": {
+            "command": command,
+            "started": utc_iso(result.started),
+            "finished": utc_iso(result.finished),
+            "elapsed_seconds": round((result.finished - result.started).total_seconds(), 3),
+            "options": {key: (utc_iso(value) if hasattr(value, "tzinfo") else value)
+                        for key, value in result.options.items()},
+            "rules": len(result.rules),
+        },
+        "hosts": [host.to_dict() for host in result.hosts],
+        "findings": [finding.to_dict() for finding in result.findings],
+        "diagnostics": [d.to_dict() for d in result.diagnostics],
+    }
+
+
+def write_json(result: ScanResult, target: str | Path, command: str = "") -> None:
+    """Write the contract document to a file, or to stdout when ``target`` is ``-``."""
+    text = json.dumps(document(result, command), indent=2, ensure_ascii=False)
+    if str(target) == "-":
+        sys.stdout.write(text + "\n")
+        return
+    Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> int:
+    """Write one finding per line in the contract's finding shape; returns the count."""
+    count = 0
+    for finding in findings:
+        stream.write(json.dumps(finding.to_dict(), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") -> list[Path]:
+    """Write the fixed-name output files into ``folder`` and return their paths."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    findings_path = out / "findings.jsonl"
+    with findings_path.open("w", encoding="utf-8", newline="\n") as stream:
+        write_jsonl(result.findings, stream)
+    summary_path = out / "summary.json"
+    write_json(result, summary_path, command)
+    return [findings_path, summary_path]

@@ -1,0 +1,45 @@
+"""Streaming readers, one module per evidence format.
+
+Every reader is a generator ``read(stream, diags, facts) -> Iterator[Record]``: it never
+raises for bad input (problems go to ``diags``) and notes what it learns about the file
+(time span, Exchange builds, server names) in ``facts``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO
+
+from exhunt.diagnostics import FileDiagnostics
+from exhunt.model import Record
+
+
+@dataclass
+class FileFacts:
+    """What a reader learned about one file while streaming it (mutable accumulator)."""
+
+    records: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    log_type: str | None = None
+    builds: dict[str, datetime | None] = field(default_factory=dict)
+    servers: Counter[str] = field(default_factory=Counter)
+
+    def saw_time(self, moment: datetime | None) -> None:
+        if moment is None:
+            return
+        if self.first is None or moment < self.first:
+            self.first = moment
+        if self.last is None or moment > self.last:
+            self.last = moment
+
+    def saw_build(self, build: str, moment: datetime | None) -> None:
+        seen = self.builds.get(build)
+        if build not in self.builds or (moment is not None and (seen is None or moment > seen)):
+            self.builds[build] = moment
+
+
+Reader = Callable[[IO[bytes], FileDiagnostics, FileFacts], Iterator[Record]]

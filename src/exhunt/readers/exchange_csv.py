@@ -1,0 +1,107 @@
+"""Exchange activity logs in CSV form: HttpProxy, ECP Server/Activity, Rps_Http.
+
+Columns are mapped by the ``#Fields:`` directive (the sets differ between builds), or by a
+bare column-name line as Windows PowerShell's ``Import-Csv``/``Export-Csv`` write it
+(detections.md §1.1); a header may repeat mid-file. Values are CSV-quoted when they
+contain commas.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from typing import IO
+
+from exhunt.diagnostics import FileDiagnostics
+from exhunt.model import Record
+from exhunt.readers import FileFacts
+from exhunt.readers.lines import iter_lines, parse_iso_utc
+
+#: Column names that start an Exchange log header line (time column first).
+_TIME_COLUMNS = ("DateTime", "TimeStamp")
+_BUILD_COLUMNS = ("MajorVersion", "MinorVersion", "BuildVersion", "RevisionVersion")
+_SERVER_COLUMNS = ("ServerHostName", "ServerName")
+_ECP_BUILD = re.compile(r"S:BLD=(\d+\.\d+\.\d+\.\d+)", re.IGNORECASE)
+#: Log types whose ``#Version`` directive is the server build (ECP logs write 15.0.0.0).
+_VERSIONED_LOG_TYPES = ("httpproxy logs", "rps http logs", "ews logs", "rps cmdlet logs")
+
+
+def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts,
+         default_fields: tuple[str, ...] = ()) -> Iterator[Record]:
+    """Stream the records of one Exchange CSV log."""
+    fields: tuple[str, ...] = ()
+    version: str | None = None
+    assumed = False
+    for number, text in iter_lines(stream, diags):
+        if not text.strip():
+            continue
+        if text.startswith("#"):
+            name, _, value = text[1:].partition(":")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == "fields":
+                fields = tuple(_split(value))
+            elif name == "log-type":
+                facts.log_type = value
+            elif name == "version":
+                version = value
+            continue
+        cells = _split(text)
+        if cells and cells[0] in _TIME_COLUMNS:
+            fields = tuple(cells)
+            continue
+        if not fields:
+            if not default_fields:
+                diags.add("EXH-R002", "data line before any column header", number)
+                yield Record(number, None, {}, text)
+                continue
+            fields = default_fields
+            assumed = True
+            diags.add("EXH-R004", "no #Fields header; default columns of this log type assumed", number)
+        record = _record(number, text, cells, fields, diags)
+        facts.records += 1
+        facts.saw_time(record.time)
+        _note_facts(record, facts, version)
+        yield record
+    if assumed and facts.records == 0:
+        diags.add("EXH-R004", "header assumed but no data line was read")
+
+
+def _split(text: str) -> list[str]:
+    return next(csv.reader((text,)), [])
+
+
+def _record(number: int, text: str, cells: list[str], fields: tuple[str, ...],
+            diags: FileDiagnostics) -> Record:
+    if len(cells) > len(fields):
+        diags.add("EXH-R002", f"{len(cells)} cells for {len(fields)} columns", number)
+        values: dict[str, str] = {}
+    else:
+        if len(cells) < len(fields):
+            diags.add("EXH-R002", f"{len(cells)} cells for {len(fields)} columns; missing cells empty", number)
+        values = dict(zip(fields, cells, strict=False))
+    raw_time = values.get("DateTime") or values.get("TimeStamp") or ""
+    moment = parse_iso_utc(raw_time) if raw_time else None
+    if raw_time and moment is None:
+        diags.add("EXH-R005", f"unparseable timestamp {raw_time[:40]!r}", number)
+    return Record(number, moment, values, text)
+
+
+def _note_facts(record: Record, facts: FileFacts, version: str | None) -> None:
+    values = record.fields
+    parts = [values.get(name, "") for name in _BUILD_COLUMNS]
+    if all(part.isdigit() for part in parts):
+        facts.saw_build(".".join(str(int(p)) for p in parts), record.time)
+    elif version and (facts.log_type or "").lower() in _VERSIONED_LOG_TYPES:
+        facts.saw_build(version, record.time)
+    event_data = values.get("EventData", "")
+    if "S:BLD=" in event_data or "S:Bld=" in event_data:
+        match = _ECP_BUILD.search(event_data)
+        if match:
+            facts.saw_build(match.group(1), record.time)
+    for name in _SERVER_COLUMNS:
+        server = values.get(name)
+        if server:
+            facts.servers[server] += 1
+            break

@@ -1,0 +1,86 @@
+"""IIS logs in W3C extended format.
+
+Fields come from ``#Fields:`` (which may change mid-file); times are UTC. Spaces inside
+the user agent are written as ``+`` and decoded here. Besides the W3C names, records
+carry the SigmaHQ webserver aliases (``cs-user-agent``, ``cs-referer``, ``cs-cookie``) and
+``cs-uri`` = stem and query joined by ``?`` (detections.md §1.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time
+from typing import IO
+
+from exhunt.diagnostics import FileDiagnostics
+from exhunt.model import Record
+from exhunt.readers import FileFacts
+from exhunt.readers.lines import iter_lines
+
+#: The default field set IIS writes on Exchange servers (detections.md §1.5).
+EXCHANGE_DEFAULT_FIELDS = (
+    "date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username",
+    "c-ip", "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken",
+)
+_ALIASES = {"cs(User-Agent)": "cs-user-agent", "cs(Referer)": "cs-referer", "cs(Cookie)": "cs-cookie"}
+_PLUS_DECODED = ("cs(User-Agent)", "cs(Referer)")
+
+
+def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
+    """Stream the requests of one IIS log file."""
+    fields: tuple[str, ...] = ()
+    default_day: date | None = None
+    for number, text in iter_lines(stream, diags):
+        if not text.strip():
+            continue
+        if text.startswith("#"):
+            name, _, value = text[1:].partition(":")
+            name = name.strip().lower()
+            if name == "fields":
+                fields = tuple(value.split())
+            elif name == "date":
+                default_day = _parse_day(value.strip()[:10])
+            elif name == "software":
+                facts.log_type = value.strip()
+            continue
+        tokens = text.split()
+        if not fields:
+            fields = EXCHANGE_DEFAULT_FIELDS
+            diags.add("EXH-R004", "no #Fields header; the Exchange default IIS fields were assumed", number)
+        if len(tokens) != len(fields):
+            diags.add("EXH-R002", f"{len(tokens)} tokens for {len(fields)} fields", number)
+            yield Record(number, None, {}, text)
+            continue
+        values = {name: ("" if token == "-" else token) for name, token in zip(fields, tokens, strict=True)}
+        for name in _PLUS_DECODED:
+            if name in values:
+                values[name] = values[name].replace("+", " ")
+        for name, alias in _ALIASES.items():
+            if name in values:
+                values[alias] = values[name]
+        stem, query = values.get("cs-uri-stem", ""), values.get("cs-uri-query", "")
+        values["cs-uri"] = f"{stem}?{query}" if query else stem
+        moment = _time(values, default_day)
+        if moment is None and ("time" in values or "date" in values):
+            diags.add("EXH-R005", "unparseable date/time", number)
+        facts.records += 1
+        facts.saw_time(moment)
+        yield Record(number, moment, values, text)
+
+
+def _parse_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _time(values: dict[str, str], default_day: date | None) -> datetime | None:
+    day = _parse_day(values["date"]) if "date" in values else default_day
+    if day is None or "time" not in values:
+        return None
+    try:
+        clock = time.fromisoformat(values["time"])
+    except ValueError:
+        return None
+    return datetime.combine(day, clock, tzinfo=UTC)

@@ -1,0 +1,212 @@
+"""The scan pipeline: collections -> classified artefacts -> records -> findings -> host verdicts."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from exhunt import diagnostics as diag
+from exhunt.analysis import exposure, verdict
+from exhunt.engine.correlate import BaseMatch, correlate
+from exhunt.engine.rules import RuleSet, load_rules
+from exhunt.layouts import discover
+from exhunt.layouts.evidence import Collection, EvidenceFile
+from exhunt.model import Diagnostic, Finding, HostResult, Record, ScanResult, SourceCoverage
+from exhunt.readers import FileFacts
+from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
+
+#: Longest text of one evidence field kept in a finding.
+EVIDENCE_CHARS = 512
+#: File name endings worth opening to recognise by content when the path says nothing.
+_SNIFFABLE = (".log", ".txt", ".csv", ".evtx")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """What to scan and how; ``since``/``until`` restrict findings to a UTC window."""
+
+    paths: tuple[str, ...]
+    host: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    rule_dirs: tuple[str, ...] = ()
+
+    def in_window(self, moment: datetime | None) -> bool:
+        if moment is None:
+            return True
+        return (self.since is None or moment >= self.since) and (self.until is None or moment <= self.until)
+
+
+@dataclass
+class _HostState:
+    """Accumulates one collection's results while its files are read."""
+
+    coverage: dict[str, list[int]] = field(default_factory=dict)
+    times: dict[str, list[datetime]] = field(default_factory=dict)
+    builds: list[tuple[str, datetime | None]] = field(default_factory=list)
+    servers: Counter[str] = field(default_factory=Counter)
+    findings: list[Finding] = field(default_factory=list)
+    base_matches: list[BaseMatch] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def count(self, kind: str, files: int = 0, records: int = 0, problems: int = 0, size: int = 0) -> None:
+        row = self.coverage.setdefault(kind, [0, 0, 0, 0])
+        for index, amount in enumerate((files, records, problems, size)):
+            row[index] += amount
+
+
+def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
+         until: datetime | None = None, rule_dirs: Sequence[str | Path] = (),
+         progress: Progress | None = None) -> ScanResult:
+    """Scan evidence paths and return every host's verdict, findings and diagnostics."""
+    options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs))
+    started = datetime.now(UTC)
+    rules = load_rules(options.rule_dirs)
+    collections, problems = discover(options.paths)
+    hosts = [_scan_collection(c, rules, options, progress) for c in collections]
+    all_diags = list(rules.diagnostics) + list(problems)
+    for result, collection in zip(hosts, collections, strict=True):
+        all_diags.extend(replace(d, host=result.host) for d in collection.diagnostics)
+    host_results = tuple(result for result, _ in hosts)
+    all_diags.extend(d for _, ds in hosts for d in ds)
+    return ScanResult(
+        hosts=host_results,
+        diagnostics=tuple(all_diags),
+        started=started,
+        finished=datetime.now(UTC),
+        rules=rules.infos,
+        options={"paths": list(options.paths), "host": host, "since": since, "until": until,
+                 "rule_dirs": list(options.rule_dirs)},
+    )
+
+
+def _scan_collection(collection: Collection, rules: RuleSet, options: ScanOptions,
+                     progress: Progress | None) -> tuple[HostResult, list[Diagnostic]]:
+    state = _HostState()
+    total = len(collection.files)
+    for index, evidence in enumerate(collection.files, 1):
+        if progress:
+            progress(evidence.path, index, total)
+        kind = _classify(evidence, collection.layout, state)
+        if kind is None:
+            continue
+        source = KINDS[kind]
+        if source.reader is None:
+            state.count(kind, files=1, size=evidence.size)
+            state.diagnostics.append(diag.make("EXH-S002", f"{source.label} are not read by this version",
+                                               evidence.path))
+            continue
+        _read_file(evidence, kind, rules, options, state)
+    host = options.host or collection.hostname or _most_common(state.servers) or collection.label
+    findings = [replace(f, host=host) for f in state.findings]
+    for correlation in rules.correlations:
+        findings.extend(f for f in correlate(correlation, state.base_matches, host)
+                        if options.in_window(f.time))
+    findings.sort(key=Finding.sort_key)
+    coverage = {
+        kind: SourceCoverage(kind, files, records, min(state.times.get(kind, []), default=None),
+                             max(state.times.get(kind, []), default=None), problems, size)
+        for kind, (files, records, problems, size) in sorted(state.coverage.items())
+    }
+    assessed, not_assessed = verdict.assessment(coverage)
+    stage, reasons = verdict.host_stage(findings, bool(assessed))
+    result = HostResult(
+        host=host,
+        layout=collection.layout,
+        evidence=(collection.root,),
+        stage=stage,
+        exposure=exposure.assess(state.builds),
+        coverage=tuple(coverage.values()),
+        not_assessed=not_assessed,
+        assessed=assessed,
+        findings=tuple(findings),
+        stage_reasons=reasons,
+    )
+    return result, [replace(d, host=host) for d in state.diagnostics]
+
+
+def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | None:
+    kind = classify_path(evidence.path)
+    if kind is None and (layout == "files" or evidence.path.lower().endswith(_SNIFFABLE)):
+        try:
+            with evidence.open() as stream:
+                kind = classify_content(stream.read(SNIFF_BYTES))
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            state.diagnostics.append(diag.make("EXH-R001", f"cannot read: {exc}", evidence.path))
+            state.count("unreadable", files=1, problems=1, size=evidence.size)
+            return None
+    if kind is None:
+        state.count("unrecognised", files=1, size=evidence.size)
+        if layout == "files":
+            state.diagnostics.append(diag.make("EXH-S001", "not a log format exhunt reads", evidence.path))
+    return kind
+
+
+def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions,
+               state: _HostState) -> None:
+    source = KINDS[kind]
+    assert source.reader is not None
+    file_diags = diag.FileDiagnostics(evidence.path)
+    facts = FileFacts()
+    kind_rules = rules.for_kind(kind)
+    try:
+        with evidence.open() as stream:
+            for record in source.reader(stream, file_diags, facts):
+                if options.in_window(record.time):
+                    _match(record, kind_rules, evidence, kind, state)
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
+    state.count(kind, files=1, records=facts.records, problems=file_diags.total, size=evidence.size)
+    times = state.times.setdefault(kind, [])
+    times.extend(t for t in (facts.first, facts.last) if t is not None)
+    state.builds.extend(facts.builds.items())
+    state.servers.update(facts.servers)
+    state.diagnostics.extend(file_diags.finish())
+
+
+def _match(record: Record, kind_rules: Sequence, evidence: EvidenceFile, kind: str, state: _HostState) -> None:
+    for rule in kind_rules:
+        if not rule.match(record):
+            continue
+        if rule.hidden:
+            state.base_matches.append(BaseMatch(rule.name, record, evidence.path, evidence.origin))
+            continue
+        state.findings.append(_finding(rule, record, evidence, kind))
+
+
+def _finding(rule, record: Record, evidence: EvidenceFile, kind: str) -> Finding:
+    wanted = rule.fields or ()
+    shown = {name: record.fields[name][:EVIDENCE_CHARS] for name in wanted if record.fields.get(name)}
+    if not shown:
+        shown = {"raw": record.raw[:EVIDENCE_CHARS]}
+    ip_field = KINDS[kind].client_ip_field
+    return Finding(
+        host="",
+        rule=rule.info,
+        time=record.time,
+        source=evidence.path,
+        line=record.line,
+        evidence=shown,
+        client_ip=(record.fields.get(ip_field) or None) if ip_field else None,
+        source_kind=kind,
+        origin=evidence.origin,
+    )
+
+
+def _most_common(counter: Counter[str]) -> str | None:
+    return counter.most_common(1)[0][0] if counter else None
+
+
+def group_by_host(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
+    """Findings per host, in output order."""
+    grouped: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        grouped[finding.host].append(finding)
+    return dict(grouped)
