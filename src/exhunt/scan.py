@@ -71,13 +71,13 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
     hosts = [_scan_collection(c, rules, options, progress) for c in collections]
-    all_diags = list(rules.diagnostics) + list(problems)
-    for result, collection in zip(hosts, collections, strict=True):
+    attached = {d for c in collections for d in c.diagnostics}
+    all_diags = list(rules.diagnostics) + [d for d in problems if d not in attached]
+    for (result, file_diags), collection in zip(hosts, collections, strict=True):
         all_diags.extend(replace(d, host=result.host) for d in collection.diagnostics)
-    host_results = tuple(result for result, _ in hosts)
-    all_diags.extend(d for _, ds in hosts for d in ds)
+        all_diags.extend(file_diags)
     return ScanResult(
-        hosts=host_results,
+        hosts=tuple(result for result, _ in hosts),
         diagnostics=tuple(all_diags),
         started=started,
         finished=datetime.now(UTC),

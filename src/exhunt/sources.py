@@ -13,30 +13,32 @@ from functools import partial
 
 from exhunt.readers import Reader, exchange_csv, textlog, w3c
 
-HTTPPROXY_FIELDS = (
+HTTPPROXY_FIELDS = tuple(
     "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,"
     "UrlHost,UrlStem,ProtocolAction,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,"
     "AnchorMailbox,UserAgent,ClientIpAddress,ServerHostName,HttpStatus,BackEndStatus,ErrorCode,Method,"
-    "ProxyAction,TargetServer,TargetServerVersion,RoutingType,RoutingHint,BackEndCookie,ServerLocatorHost,"
-    "ServerLocatorLatency,RequestBytes,ResponseBytes,TargetOutstandingRequests,AuthModulePerfContext,"
-    "HttpPipelineLatency,CalculateTargetBackEndLatency,GlsLatencyBreakup,TotalGlsLatency,"
-    "AccountForestLatencyBreakup,TotalAccountForestLatency,ResourceForestLatencyBreakup,"
+    "ProxyAction,TargetServer,TargetServerVersion,RoutingType,RoutingHint,BackEndCookie,"
+    "ServerLocatorHost,ServerLocatorLatency,RequestBytes,ResponseBytes,TargetOutstandingRequests,"
+    "AuthModulePerfContext,HttpPipelineLatency,CalculateTargetBackEndLatency,GlsLatencyBreakup,"
+    "TotalGlsLatency,AccountForestLatencyBreakup,TotalAccountForestLatency,ResourceForestLatencyBreakup,"
     "TotalResourceForestLatency,ADLatency,SharedCacheLatencyBreakup,TotalSharedCacheLatency,"
-    "ActivityContextLifeTime,ModuleToHandlerSwitchingLatency,ClientReqStreamLatency,BackendReqInitLatency,"
-    "BackendReqStreamLatency,BackendProcessingLatency,BackendRespInitLatency,BackendRespStreamLatency,"
-    "ClientRespStreamLatency,KerberosAuthHeaderLatency,HandlerCompletionLatency,RequestHandlerLatency,"
-    "HandlerToModuleSwitchingLatency,ProxyTime,CoreLatency,RoutingLatency,HttpProxyOverhead,TotalRequestTime,"
-    "RouteRefresherLatency,UrlQuery,BackEndGenericInfo,GenericInfo,GenericErrors,EdgeTraceId,DatabaseGuid,"
-    "UserADObjectGuid,PartitionEndpointLookupLatency,RoutingStatus"
-).split(",")
+    "ActivityContextLifeTime,ModuleToHandlerSwitchingLatency,ClientReqStreamLatency,"
+    "BackendReqInitLatency,BackendReqStreamLatency,BackendProcessingLatency,BackendRespInitLatency,"
+    "BackendRespStreamLatency,ClientRespStreamLatency,KerberosAuthHeaderLatency,HandlerCompletionLatency,"
+    "RequestHandlerLatency,HandlerToModuleSwitchingLatency,ProxyTime,CoreLatency,RoutingLatency,"
+    "HttpProxyOverhead,TotalRequestTime,RouteRefresherLatency,UrlQuery,BackEndGenericInfo,GenericInfo,"
+    "GenericErrors,EdgeTraceId,DatabaseGuid,UserADObjectGuid,PartitionEndpointLookupLatency,"
+    "RoutingStatus".split(",")
+)
 ECP_FIELDS = ("TimeStamp", "ServerName", "EventId", "EventData")
-RPS_HTTP_FIELDS = (
+RPS_HTTP_FIELDS = tuple(
     "DateTime,StartTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,"
-    "UrlHost,UrlStem,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,ManagedOrganization,"
-    "ClientIpAddress,ServerHostName,FrontEndServer,HttpStatus,SubStatus,ErrorCode,Action,CommandId,"
-    "CommandName,SessionId,ShellId,FailFast,ContributeToFailFast,RequestBytes,ClientInfo,CPU,Memory,"
-    "ActivityContextLifeTime,TotalTime,UrlQuery,GenericLatency,GenericInfo,GenericErrors"
-).split(",")
+    "UrlHost,UrlStem,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,"
+    "ManagedOrganization,ClientIpAddress,ServerHostName,FrontEndServer,HttpStatus,SubStatus,ErrorCode,"
+    "Action,CommandId,CommandName,SessionId,ShellId,FailFast,ContributeToFailFast,RequestBytes,"
+    "ClientInfo,CPU,Memory,ActivityContextLifeTime,TotalTime,UrlQuery,GenericLatency,GenericInfo,"
+    "GenericErrors".split(",")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +55,14 @@ KINDS: dict[str, SourceKind] = {
     kind.name: kind
     for kind in (
         SourceKind("httpproxy", "Exchange HttpProxy logs",
-                   partial(exchange_csv.read, default_fields=tuple(HTTPPROXY_FIELDS)), "ClientIpAddress"),
-        SourceKind("ecp-server", "Exchange ECP server logs", partial(exchange_csv.read, default_fields=ECP_FIELDS)),
+                   partial(exchange_csv.read, default_fields=HTTPPROXY_FIELDS), "ClientIpAddress"),
+        SourceKind("ecp-server", "Exchange ECP server logs",
+                   partial(exchange_csv.read, default_fields=ECP_FIELDS)),
         SourceKind("ecp-activity", "Exchange ECP activity logs",
                    partial(exchange_csv.read, default_fields=ECP_FIELDS)),
         SourceKind("oabgenerator", "Exchange OABGeneratorLog", textlog.read),
         SourceKind("rps-http", "Exchange Rps_Http (remote PowerShell) logs",
-                   partial(exchange_csv.read, default_fields=tuple(RPS_HTTP_FIELDS)), "ClientIpAddress"),
+                   partial(exchange_csv.read, default_fields=RPS_HTTP_FIELDS), "ClientIpAddress"),
         SourceKind("iis", "IIS W3C logs", w3c.read, "c-ip"),
         SourceKind("evtx", "Windows event logs (EVTX)", None),
     )
@@ -84,6 +87,11 @@ _LOG_TYPES = {
     "ecp activity context log": "ecp-activity",
     "rps http logs": "rps-http",
 }
+_IIS_DIRECTIVES = (
+    "#software: microsoft internet information services",
+    "#fields: date time",
+    "#fields: time",
+)
 _IIS_ROW = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+ [A-Z_]+ /")
 #: How many bytes of a file are read to recognise it by content.
 SNIFF_BYTES = 8192
@@ -102,20 +110,20 @@ def classify_content(head: bytes) -> str | None:
     if head.startswith(b"ElfFile\x00"):
         return "evtx"
     text = head.decode("utf-8", "replace").lstrip("\ufeff")
-    lowered = text.lower()
-    for line in lowered.splitlines()[:12]:
+    lines = text.lower().splitlines()[:12]
+    for line in lines:
         if line.startswith("#log-type:"):
             kind = _LOG_TYPES.get(line.partition(":")[2].strip())
             if kind:
                 return kind
-    if "#software: microsoft internet information services" in lowered or "\n#fields: date time" in (
-        "\n" + lowered
-    ):
+    if any(line.startswith(_IIS_DIRECTIVES) for line in lines):
         return "iis"
-    if "anchormailbox" in lowered and "urlstem" in lowered:
-        return "httpproxy"
-    if "timestamp,servername,eventid,eventdata" in lowered:
-        return "ecp-server"
+    for line in lines:
+        header = line.replace('"', "")
+        if header.startswith("datetime,") and "anchormailbox" in header and "urlstem" in header:
+            return "httpproxy"
+        if header.startswith("timestamp,servername,eventid,eventdata"):
+            return "ecp-server"
     if any(_IIS_ROW.match(line) for line in text.splitlines()[:5]):
         return "iis"
     return None

@@ -10,7 +10,7 @@ from exhunt.model import Finding, Level, SourceCoverage, Stage, utc_iso
 CVE_EVIDENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "CVE-2021-26855": (("httpproxy",), ("iis",), "Exchange HttpProxy logs (Logging\\HttpProxy)"),
     "CVE-2021-26857": ((), (), "the Application event log (MSExchange Unified Messaging errors)"),
-    "CVE-2021-26858": (("oabgenerator",), (), "the OABGeneratorLog (Logging\\OABGeneratorLog)"),
+    "CVE-2021-26858": (("oabgenerator",), (), "OABGeneratorLog (Logging\\OABGeneratorLog)"),
     "CVE-2021-27065": (("ecp-server",), ("httpproxy", "iis"), "ECP server logs (Logging\\ECP\\Server)"),
 }
 #: Said of every host until the successor campaigns' detections exist.
@@ -72,12 +72,12 @@ def assessment(coverage: Mapping[str, SourceCoverage]) -> tuple[tuple[str, ...],
             assessed.append(f"{cve}: {_span(coverage, have_full)}")
         elif have_partial:
             assessed.append(f"{cve} (partly): {_span(coverage, have_partial)}")
-            not_assessed.append(f"{cve} only partly assessed: no {needs}")
+            not_assessed.append(f"{cve} only partly assessed: {needs} not among the evidence")
         elif cve == "CVE-2021-26857":
             found = "event logs were collected but " if "evtx" in coverage else "no event logs were collected and "
             not_assessed.append(f"{cve} not assessed: needs {needs}; {found}this version does not read EVTX")
         else:
-            not_assessed.append(f"{cve} not assessed: no {needs}")
+            not_assessed.append(f"{cve} not assessed: {needs} not among the evidence")
     not_assessed.append(SUCCESSORS_NOTE)
     return tuple(assessed), tuple(not_assessed)
 

@@ -137,7 +137,7 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
 def compile_correlation(rule: SigmaCorrelationRule, bases: dict[str, CompiledRule],
                         path: str = "") -> CompiledCorrelation:
     """Compile a correlation rule whose base rules are already compiled."""
-    kind_name = rule.type.value if hasattr(rule.type, "value") else str(rule.type)
+    kind_name = rule.type.name.lower()
     if kind_name not in ("event_count", "value_count"):
         raise UnsupportedRule(f"correlation type {kind_name} is not supported")
     names = []

@@ -38,7 +38,7 @@ class EvidenceFile:
     def open(self) -> IO[bytes]:
         """Open the file read-only as a binary stream (zip members are streamed, never extracted)."""
         if self.container is None:
-            return open(self.member, "rb")  # noqa: SIM115 - caller closes
+            return open(self.member, "rb")
         archive = zipfile.ZipFile(self.container)
         try:
             stream = archive.open(self.member, "r")

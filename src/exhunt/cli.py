@@ -1,0 +1,153 @@
+"""Command line: parses arguments, calls the library, prints and writes results.
+
+Exit codes: 0 the scan ran; 1 usage or fatal error; 3 ``--fail-on`` found findings at or
+above the given level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from exhunt import __version__
+from exhunt.engine.rules import load_rules
+from exhunt.model import Level
+from exhunt.outputs import console as console_out
+from exhunt.outputs.contract import write_json, write_output_dir
+from exhunt.scan import scan
+
+EXIT_OK, EXIT_ERROR, EXIT_FINDINGS = 0, 1, 3
+LEVELS = [str(level) for level in Level]
+
+
+def _console(stderr: bool) -> Console:
+    """A console that only colours a real terminal and honours NO_COLOR."""
+    stream = sys.stderr if stderr else sys.stdout
+    colour = stream.isatty() and not os.environ.get("NO_COLOR")
+    return Console(file=stream, no_color=not colour, highlight=False,
+                   force_terminal=None if colour else False, width=None if colour else 160)
+
+
+def _utc(value: str | None, name: str) -> datetime | None:
+    """Parse ``--from``/``--to``: ISO-8601 date or date-time; without an offset it is UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 date or time: {value!r}", param_hint=name) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="exhunt")
+def cli() -> None:
+    """Find ProxyLogon-era exploitation in evidence collected from Exchange servers."""
+
+
+@cli.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--json", "json_out", metavar="FILE", help="Write the JSON result document (- for stdout).")
+@click.option("-o", "--output", metavar="DIR", help="Write findings.jsonl and summary.json into DIR.")
+@click.option("--host", help="Host name to use (only with a single collection).")
+@click.option("--from", "since", metavar="UTC", help="Only report activity at or after this time.")
+@click.option("--to", "until", metavar="UTC", help="Only report activity at or before this time.")
+@click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
+              help="Also load Sigma rules from DIR (repeatable).")
+@click.option("--fail-on", type=click.Choice(LEVELS), help="Exit 3 if a finding at or above LEVEL exists.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
+def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
+                 since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
+                 quiet: bool, verbose: int) -> None:
+    """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
+    window = (_utc(since, "--from"), _utc(until, "--to"))
+    err = _console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def progress(path: str, index: int, total: int) -> None:
+            bar.update(task, completed=index, total=total, description=f"scanning {Path(path).name[:40]}")
+
+        result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
+                      progress=progress)
+    if host and len(result.hosts) > 1:
+        raise click.UsageError("--host names a single host, but the paths hold several collections")
+    command = shlex.join(["exhunt", *sys.argv[1:]])
+    written = []
+    if output:
+        written.extend(write_output_dir(result, output, command))
+    if json_out:
+        write_json(result, json_out, command)
+        if json_out != "-":
+            written.append(Path(json_out))
+    if not quiet:
+        console_out.render(result, _console(stderr=json_out == "-"), verbose, written)
+    if fail_on and any(f.rule.level >= Level.parse(fail_on) for f in result.findings):
+        raise SystemExit(EXIT_FINDINGS)
+
+
+@cli.command("rules")
+@click.option("--rules", "rule_dirs", multiple=True, metavar="DIR", help="Also load Sigma rules from DIR.")
+def rules_command(rule_dirs: tuple[str, ...]) -> None:
+    """List the detection rules, and any that could not be loaded."""
+    ruleset = load_rules(rule_dirs)
+    out = _console(stderr=False)
+    from rich.table import Table
+
+    table = Table(title=f"exhunt {__version__}: rules")
+    for column in ("Rule", "Level", "Stage", "CVEs", "Title"):
+        table.add_column(column)
+    for info in ruleset.infos:
+        table.add_row(info.id, str(info.level), info.stage.value, ", ".join(info.cves), info.title)
+    out.print(table)
+    for problem in ruleset.diagnostics:
+        out.print(f"{problem.code} {problem.source}: {problem.message}", highlight=False)
+
+
+@cli.command("demo")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--seed", default=2021, show_default=True, help="Seed of the generator.")
+def demo_command(out_dir: Path, seed: int) -> None:
+    """Write sample evidence collections (one host per supported layout) into OUT_DIR."""
+    from exhunt.demo import HOSTS, generate
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = generate(out_dir, seed=seed)
+    out = _console(stderr=False)
+    for host, path in zip(HOSTS, paths, strict=True):
+        out.print(f"{path}  {host.layout:<13} expected stage: {host.expected_stage}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``exhunt`` console script; returns the exit code."""
+    try:
+        cli.main(args=argv, prog_name="exhunt", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as problem:
+        problem.show()
+        return EXIT_ERROR
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_ERROR
+    except SystemExit as done:
+        return int(done.code or 0)
+    except OSError as problem:
+        click.echo(f"exhunt: {problem}", err=True)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

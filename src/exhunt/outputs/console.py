@@ -1,0 +1,84 @@
+"""End-of-run summary for a terminal (rich tables; no colour unless a TTY, honours NO_COLOR)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from exhunt.model import ScanResult, Stage, utc_iso
+
+STAGE_STYLE = {
+    Stage.UNKNOWN: "magenta",
+    Stage.CLEAN: "green",
+    Stage.PROBED: "yellow",
+    Stage.EXPLOITED: "red",
+    Stage.COMPROMISED: "bold red",
+}
+
+
+def render(result: ScanResult, console: Console, verbose: int = 0,
+           written: Sequence[Path] = ()) -> None:
+    """Print the host table, what could not be assessed, diagnostics and output files."""
+    console.print(_host_table(result))
+    for host in result.hosts:
+        for reason in host.stage_reasons:
+            console.print(f"  [bold]{escape(host.host)}[/]: {escape(reason)}", highlight=False)
+        for gap in host.not_assessed:
+            console.print(f"  [dim]{escape(host.host)}: {escape(gap)}[/]", highlight=False)
+    if verbose:
+        console.print(_findings_table(result))
+    levels = Counter(d.level for d in result.diagnostics)
+    if result.diagnostics:
+        summary = ", ".join(f"{count} {level}" for level, count in sorted(levels.items()))
+        console.print(f"Diagnostics: {summary} (see the JSON output for each one)", highlight=False)
+    for path in written:
+        console.print(f"Wrote {escape(str(path))}", highlight=False)
+    elapsed = (result.finished - result.started).total_seconds()
+    console.print(f"{len(result.hosts)} host(s), {len(result.findings)} finding(s), "
+                  f"{len(result.rules)} rules, {elapsed:.1f} s", highlight=False)
+
+
+def _host_table(result: ScanResult) -> Table:
+    table = Table(title="exhunt: hosts", show_lines=False)
+    for column in ("Host", "Stage", "Build", "Unpatched", "Findings", "Evidence window", "Layout"):
+        table.add_column(column)
+    for host in result.hosts:
+        levels = Counter(f.rule.level for f in host.findings)
+        counts = " ".join(f"{levels[level]} {level}" for level in sorted(levels, reverse=True)) or "0"
+        window = [c for c in host.coverage if c.first is not None]
+        first = min((c.first for c in window if c.first), default=None)
+        last = max((c.last for c in window if c.last), default=None)
+        span = f"{utc_iso(first)} .. {utc_iso(last)}" if first else "-"
+        exposure = host.exposure
+        table.add_row(
+            escape(host.host),
+            f"[{STAGE_STYLE[host.stage]}]{host.stage}[/]",
+            escape(exposure.build or "unknown"),
+            escape(", ".join(exposure.unpatched) or ("-" if exposure.status == "known" else "unknown")),
+            counts,
+            span,
+            host.layout,
+        )
+    return table
+
+
+def _findings_table(result: ScanResult) -> Table:
+    table = Table(title="exhunt: findings")
+    for column in ("Time (UTC)", "Host", "Rule", "Level", "Stage", "Client", "Source:line"):
+        table.add_column(column)
+    for finding in result.findings:
+        table.add_row(
+            utc_iso(finding.time) or "-",
+            escape(finding.host),
+            escape(finding.rule.id),
+            str(finding.rule.level),
+            finding.rule.stage.value,
+            escape(finding.client_ip or "-"),
+            escape(f"{finding.source}:{finding.line}" if finding.line else finding.source),
+        )
+    return table
