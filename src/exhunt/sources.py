@@ -87,11 +87,7 @@ _LOG_TYPES = {
     "ecp activity context log": "ecp-activity",
     "rps http logs": "rps-http",
 }
-_IIS_DIRECTIVES = (
-    "#software: microsoft internet information services",
-    "#fields: date time",
-    "#fields: time",
-)
+_IIS_DIRECTIVE = re.compile(r"^#(software: microsoft internet information services|fields: (date )?time( |$))")
 _IIS_ROW = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+ [A-Z_]+ /")
 #: How many bytes of a file are read to recognise it by content.
 SNIFF_BYTES = 8192
@@ -116,7 +112,7 @@ def classify_content(head: bytes) -> str | None:
             kind = _LOG_TYPES.get(line.partition(":")[2].strip())
             if kind:
                 return kind
-    if any(line.startswith(_IIS_DIRECTIVES) for line in lines):
+    if any(_IIS_DIRECTIVE.match(line) for line in lines):
         return "iis"
     for line in lines:
         header = line.replace('"', "")

@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
@@ -92,7 +93,7 @@ def compile_files(files: Iterable[tuple[str, str]]) -> RuleSet:
     for path, text in files:
         try:
             collection = SigmaCollection.from_yaml(text, collect_errors=True)
-        except (SigmaError, ValueError) as exc:
+        except (SigmaError, ValueError, yaml.YAMLError) as exc:
             problems.append(make("EXH-K001", str(exc), path))
             continue
         for item in collection.rules:

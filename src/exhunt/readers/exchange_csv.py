@@ -16,7 +16,10 @@ from typing import IO
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import iter_lines, parse_iso_utc
+from exhunt.readers.lines import MAX_LINE, iter_lines, parse_iso_utc
+
+# A field may be as long as the longest line a reader keeps.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
 
 #: Column names that start an Exchange log header line (time column first).
 _TIME_COLUMNS = ("DateTime", "TimeStamp")
@@ -69,7 +72,10 @@ def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts,
 
 
 def _split(text: str) -> list[str]:
-    return next(csv.reader((text,)), [])
+    try:
+        return next(csv.reader((text,)), [])
+    except csv.Error:
+        return [text]
 
 
 def _record(number: int, text: str, cells: list[str], fields: tuple[str, ...],
