@@ -61,7 +61,7 @@ def test_benign_exchange_2016_cu23_logs_are_clean_with_build(samples: Path, name
     assert host.stage is Stage.CLEAN
     assert not rules and not problems
     assert host.exposure.build == "15.1.2375.7"
-    assert host.host.replace("_", "-") == "SERVER-HOSTNAME"  # ServerHostName / ServerName, as each file spells it
+    assert host.host.replace("_", "-").upper() == "SERVER-HOSTNAME"  # ServerHostName / ServerName, as each file spells it
 
 
 def test_unsupported_exchange_logs_are_listed_not_guessed(samples: Path) -> None:
