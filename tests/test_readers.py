@@ -99,21 +99,24 @@ def test_malformed_lines_are_counted_not_fatal() -> None:
 
 
 def test_invalid_utf8_is_replaced_with_a_diagnostic() -> None:
-    data = (HP_DIRECTIVES + HP_HEADER + "\r\n").encode() + hp_row(UserAgent="x").encode().replace(b",x,", b",\xff\xfe,") + b"\r\n"
+    row = hp_row(UserAgent="x").encode().replace(b",x,", b",\xff\xfe,")
+    data = (HP_DIRECTIVES + HP_HEADER + "\r\n").encode() + row + b"\r\n"
     records, diags, _ = read("httpproxy", data)
     assert records[0].fields["UserAgent"] == "\ufffd\ufffd"
     assert diags.counts["EXH-R003"] == 1
 
 
 def test_utf16_file_is_decoded() -> None:
-    text = "#Fields: TimeStamp,ServerName,EventId,EventData\r\n2021-03-03T06:49:51.389Z,EX,ECP.Request,S:CMD=Get-Mailbox\r\n"
+    text = ("#Fields: TimeStamp,ServerName,EventId,EventData\r\n"
+            "2021-03-03T06:49:51.389Z,EX,ECP.Request,S:CMD=Get-Mailbox\r\n")
     records, diags, _ = read("ecp-server", text.encode("utf-16"))
     assert records[0].fields["EventData"] == "S:CMD=Get-Mailbox"
     assert diags.counts["EXH-R009"] == 1
 
 
 def test_overlong_line_is_cut_and_reading_continues() -> None:
-    data = (HP_DIRECTIVES + HP_HEADER + "\r\n").encode() + b"A" * (MAX_LINE + 10) + b"\r\n" + hp_row().encode() + b"\r\n"
+    header = (HP_DIRECTIVES + HP_HEADER + "\r\n").encode()
+    data = header + b"A" * (MAX_LINE + 10) + b"\r\n" + hp_row().encode() + b"\r\n"
     records, diags, _ = read("httpproxy", data)
     assert diags.counts["EXH-R007"] == 1
     assert records[-1].fields["ServerHostName"] == "EXCH01"
@@ -161,7 +164,8 @@ def test_iis_without_header_assumes_exchange_fields_and_skips_separators() -> No
 
 
 def test_iis_date_from_directive_when_no_date_field() -> None:
-    data = b"#Date: 2013-07-30 00:00:00\n#Fields: time c-ip cs-method cs-uri-stem sc-status\n00:00:03 10.1.1.1 GET /a 200\n"
+    data = (b"#Date: 2013-07-30 00:00:00\n#Fields: time c-ip cs-method cs-uri-stem sc-status\n"
+            b"00:00:03 10.1.1.1 GET /a 200\n")
     records = list(w3c.read(io.BytesIO(data), FileDiagnostics("x"), FileFacts()))
     assert records[0].time == datetime(2013, 7, 30, 0, 0, 3, tzinfo=UTC)
 
@@ -176,7 +180,8 @@ def test_textlog_leading_time_and_message() -> None:
 
 def test_classification_by_path_anywhere_and_by_content() -> None:
     assert classify_path("D:\\Exchange\\Logging\\HttpProxy\\Owa\\HttpProxy_2021030300-1.LOG") == "httpproxy"
-    assert classify_path("C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Logging\\ECP\\Server\\ECPServer20210303-1.LOG") == "ecp-server"
+    ecp = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Logging\\ECP\\Server\\ECPServer20210303-1.LOG"
+    assert classify_path(ecp) == "ecp-server"
     assert classify_path("C:\\inetpub\\logs\\LogFiles\\W3SVC2\\u_ex210303.log") == "iis"
     assert classify_path("C:\\Windows\\System32\\winevt\\Logs\\Application.evtx") == "evtx"
     assert classify_path("C:\\Windows\\notepad.exe") is None

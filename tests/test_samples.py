@@ -44,7 +44,8 @@ def test_helsecert_ecp_server_excerpt(samples: Path) -> None:
 
 def test_helsecert_iis_web_shell_access(samples: Path) -> None:
     """Five 200s for RedirSuiteServerProxy.aspx (a shell); the 302s and '-----' separators are not."""
-    path = samples / TEXT / "helsecert_incident_excerpts" / "W3SVC1_u_ex21030x__webshell_access_RedirSuiteServerProxy.log"
+    name = "W3SVC1_u_ex21030x__webshell_access_RedirSuiteServerProxy.log"
+    path = samples / TEXT / "helsecert_incident_excerpts" / name
     host, rules, problems = scan_one(path)
     assert rules == {"PL-WS-5-USE": 5}
     assert host.stage is Stage.COMPROMISED
@@ -61,12 +62,14 @@ def test_benign_exchange_2016_cu23_logs_are_clean_with_build(samples: Path, name
     assert host.stage is Stage.CLEAN
     assert not rules and not problems
     assert host.exposure.build == "15.1.2375.7"
-    assert host.host.replace("_", "-").upper() == "SERVER-HOSTNAME"  # ServerHostName / ServerName, as each file spells it
+    # ServerHostName / ServerName, spelled differently in each file
+    assert host.host.replace("_", "-").upper() == "SERVER-HOSTNAME"
 
 
 def test_unsupported_exchange_logs_are_listed_not_guessed(samples: Path) -> None:
     for name in ("AgentLog20220913-1.LOG", "audit20230111-1.LOG", "MSGTRKMS2022091915-1.LOG"):
         host, rules, problems = scan_one(samples / TEXT / "qazeer_examples" / name)
+        assert not rules
         assert host.stage is Stage.UNKNOWN
         assert [(c.kind, c.files) for c in host.coverage] == [("unrecognised", 1)]
         assert problems == {"EXH-S001": 1}

@@ -80,6 +80,10 @@ def _split(text: str) -> list[str]:
 
 def _record(number: int, text: str, cells: list[str], fields: tuple[str, ...],
             diags: FileDiagnostics) -> Record:
+    if len(cells) > len(fields) and fields[-1] == "EventData":
+        # ECP logs quote single S:KEY=value items, not the whole EventData column, so the
+        # last column is the rest of the line (HelseCERT's ECPServer excerpt, detections.md §1.2).
+        cells = text.split(",", len(fields) - 1)
     if len(cells) > len(fields):
         diags.add("EXH-R002", f"{len(cells)} cells for {len(fields)} columns", number)
         values: dict[str, str] = {}
