@@ -79,10 +79,11 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
         def progress(path: str, index: int, total: int) -> None:
             bar.update(task, completed=index, total=total, description=f"scanning {Path(path).name[:40]}")
 
-        result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
-                      progress=progress)
-    if host and len(result.hosts) > 1:
-        raise click.UsageError("--host names a single host, but the paths hold several collections")
+        try:
+            result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
+                          progress=progress)
+        except ValueError as problem:
+            raise click.UsageError(str(problem)) from None
     command = shlex.join(["exhunt", *sys.argv[1:]])
     written = []
     if output:

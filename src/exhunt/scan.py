@@ -65,11 +65,16 @@ class _HostState:
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
          until: datetime | None = None, rule_dirs: Sequence[str | Path] = (),
          progress: Progress | None = None) -> ScanResult:
-    """Scan evidence paths and return every host's verdict, findings and diagnostics."""
+    """Scan evidence paths and return every host's verdict, findings and diagnostics.
+
+    Raises :class:`ValueError` only for contradictory arguments; bad evidence becomes diagnostics.
+    """
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs))
     started = datetime.now(UTC)
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
+    if host and len(collections) > 1:
+        raise ValueError(f"a host name was given, but the paths hold {len(collections)} collections")
     hosts = [_scan_collection(c, rules, options, progress) for c in collections]
     attached = {d for c in collections for d in c.diagnostics}
     all_diags = list(rules.diagnostics) + [d for d in problems if d not in attached]
