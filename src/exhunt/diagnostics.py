@@ -24,7 +24,7 @@ CODES: dict[str, tuple[str, str]] = {
     "EXH-S002": ("warning", "evidence source recognised but not read by this version"),
     # readers
     "EXH-R001": ("error", "file could not be opened or read"),
-    "EXH-R002": ("warning", "line does not match the column header; kept as raw text only"),
+    "EXH-R002": ("warning", "line does not fit the column header (extra cells: raw text only; missing cells: empty)"),
     "EXH-R003": ("warning", "bytes that are not valid UTF-8 were replaced"),
     "EXH-R004": ("warning", "no column header found; the default header of this log type was assumed"),
     "EXH-R005": ("warning", "timestamp could not be parsed"),

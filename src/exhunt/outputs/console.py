@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
 from exhunt.model import ScanResult, Stage, utc_iso
 
 STAGE_STYLE = {
@@ -59,12 +60,22 @@ def _host_table(result: ScanResult) -> Table:
             escape(host.host),
             f"[{STAGE_STYLE[host.stage]}]{host.stage}[/]",
             escape(exposure.build or "unknown"),
-            escape(", ".join(exposure.unpatched) or ("-" if exposure.status == "known" else "unknown")),
+            _open_families(exposure.unpatched) or ("-" if exposure.status == "known" else "unknown"),
             counts,
             span,
             host.layout,
         )
     return table
+
+
+def _open_families(unpatched: Sequence[str]) -> str:
+    """``ProxyLogon 4/4, ProxyShell 1/3``: how many of each family's CVEs the build leaves open."""
+    parts = []
+    for family, cves in FAMILIES.items():
+        count = sum(cve in unpatched for cve in cves)
+        if count:
+            parts.append(f"{FAMILY_LABELS[family]} {count}/{len(cves)}")
+    return ", ".join(parts)
 
 
 def _findings_table(result: ScanResult) -> Table:
