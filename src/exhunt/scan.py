@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -14,6 +14,7 @@ from exhunt import diagnostics as diag
 from exhunt.analysis import exposure, verdict
 from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.rules import RuleSet, load_rules
+from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
 from exhunt.model import Diagnostic, Finding, HostResult, Record, ScanResult, SourceCoverage
@@ -176,7 +177,8 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     state.diagnostics.extend(file_diags.finish())
 
 
-def _match(record: Record, kind_rules: Sequence, evidence: EvidenceFile, kind: str, state: _HostState) -> None:
+def _match(record: Record, kind_rules: Sequence[CompiledRule], evidence: EvidenceFile, kind: str,
+           state: _HostState) -> None:
     for rule in kind_rules:
         if not rule.match(record):
             continue
@@ -186,9 +188,8 @@ def _match(record: Record, kind_rules: Sequence, evidence: EvidenceFile, kind: s
         state.findings.append(_finding(rule, record, evidence, kind))
 
 
-def _finding(rule, record: Record, evidence: EvidenceFile, kind: str) -> Finding:
-    wanted = rule.fields or ()
-    shown = {name: record.fields[name][:EVIDENCE_CHARS] for name in wanted if record.fields.get(name)}
+def _finding(rule: CompiledRule, record: Record, evidence: EvidenceFile, kind: str) -> Finding:
+    shown = {name: record.fields[name][:EVIDENCE_CHARS] for name in rule.fields if record.fields.get(name)}
     if not shown:
         shown = {"raw": record.raw[:EVIDENCE_CHARS]}
     ip_field = KINDS[kind].client_ip_field
@@ -207,11 +208,3 @@ def _finding(rule, record: Record, evidence: EvidenceFile, kind: str) -> Finding
 
 def _most_common(counter: Counter[str]) -> str | None:
     return counter.most_common(1)[0][0] if counter else None
-
-
-def group_by_host(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
-    """Findings per host, in output order."""
-    grouped: dict[str, list[Finding]] = defaultdict(list)
-    for finding in findings:
-        grouped[finding.host].append(finding)
-    return dict(grouped)

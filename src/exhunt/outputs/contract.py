@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -27,7 +28,7 @@ def document(result: ScanResult, command: str = "") -> dict[str, object]:
             "started": utc_iso(result.started),
             "finished": utc_iso(result.finished),
             "elapsed_seconds": round((result.finished - result.started).total_seconds(), 3),
-            "options": {key: (utc_iso(value) if hasattr(value, "tzinfo") else value)
+            "options": {key: (utc_iso(value) if isinstance(value, datetime) else value)
                         for key, value in result.options.items()},
             "rules": len(result.rules),
         },

@@ -1,0 +1,70 @@
+"""Host stage and CVE assessability."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from exhunt.analysis.verdict import assessment, host_stage
+from exhunt.model import Finding, FindingStage, Level, RuleInfo, SourceCoverage, Stage
+
+T0 = datetime(2021, 3, 3, 6, 49, tzinfo=UTC)
+
+
+def finding(rule: str, level: Level, stage: FindingStage, minute: int = 0) -> Finding:
+    info = RuleInfo(id=rule, title=rule, level=level, stage=stage)
+    return Finding("EXCH01", info, T0.replace(minute=minute), "C:\\x.log", 3, {})
+
+
+@pytest.mark.parametrize(("findings", "assessed", "expected"), [
+    ([], True, Stage.CLEAN),
+    ([], False, Stage.UNKNOWN),
+    ([finding("A", Level.INFORMATIONAL, FindingStage.POST)], True, Stage.CLEAN),
+    ([finding("A", Level.LOW, FindingStage.EXPLOIT)], True, Stage.PROBED),
+    ([finding("A", Level.MEDIUM, FindingStage.PROBE)], True, Stage.PROBED),
+    ([finding("A", Level.CRITICAL, FindingStage.EXPLOIT), finding("B", Level.MEDIUM, FindingStage.PROBE)], True,
+     Stage.EXPLOITED),
+    ([finding("A", Level.HIGH, FindingStage.POST), finding("B", Level.CRITICAL, FindingStage.EXPLOIT)], True,
+     Stage.COMPROMISED),
+])
+def test_stage_is_the_highest_supported(findings: list[Finding], assessed: bool, expected: Stage) -> None:
+    assert host_stage(findings, assessed)[0] is expected
+
+
+def test_stage_reasons_name_the_supporting_rules_once_earliest_first() -> None:
+    findings = [finding("LATE", Level.CRITICAL, FindingStage.EXPLOIT, 30),
+                finding("EARLY", Level.CRITICAL, FindingStage.EXPLOIT, 10),
+                finding("EARLY", Level.CRITICAL, FindingStage.EXPLOIT, 20),
+                finding("PROBE", Level.HIGH, FindingStage.PROBE, 0)]
+    stage, reasons = host_stage(findings, True)
+    assert stage is Stage.EXPLOITED
+    assert [r.split(" ")[0] for r in reasons] == ["EARLY", "LATE"]
+    assert "2021-03-03T06:10:00.000Z in C:\\x.log:3" in reasons[0]
+
+
+def coverage(kind: str, records: int = 5) -> SourceCoverage:
+    return SourceCoverage(kind, 1, records, T0, T0, 0)
+
+
+def test_assessment_lists_what_each_cve_needs() -> None:
+    assessed, gaps = assessment({"iis": coverage("iis"), "evtx": coverage("evtx", 0)})
+    assert [a.split(" ")[0] for a in assessed] == ["CVE-2021-26855", "CVE-2021-27065"]
+    assert all("(partly)" in a for a in assessed)
+    text = "\n".join(gaps)
+    assert "CVE-2021-26855 only partly assessed: Exchange HttpProxy logs" in text
+    assert "CVE-2021-26858 not assessed: OABGeneratorLog" in text
+    assert "CVE-2021-26857 not assessed" in text and "event logs were collected but" in text
+    assert "ProxyShell" in text
+
+
+def test_full_evidence_assesses_every_log_based_cve() -> None:
+    kinds = ("httpproxy", "ecp-server", "oabgenerator", "iis")
+    assessed, gaps = assessment({k: coverage(k) for k in kinds})
+    assert {a.split(":")[0] for a in assessed} == {"CVE-2021-26855", "CVE-2021-26858", "CVE-2021-27065"}
+    assert [g.split(" ")[0] for g in gaps] == ["CVE-2021-26857", "ProxyShell"]
+
+
+def test_files_with_no_records_do_not_count_as_assessed() -> None:
+    assessed, _ = assessment({"httpproxy": coverage("httpproxy", 0)})
+    assert assessed == ()
