@@ -16,7 +16,7 @@ from typing import IO
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import MAX_LINE, iter_lines, parse_iso_utc
+from exhunt.readers.lines import MAX_LINE, directive, iter_lines, parse_iso_utc
 
 # A field may be as long as the longest line a reader keeps.
 csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
@@ -40,9 +40,7 @@ def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts,
         if not text.strip():
             continue
         if text.startswith("#"):
-            name, _, value = text[1:].partition(":")
-            name = name.strip().lower()
-            value = value.strip()
+            name, value = directive(text)
             if name == "fields":
                 fields = tuple(_split(value))
             elif name == "log-type":

@@ -85,6 +85,12 @@ def _iter_utf16(first: bytes, stream: IO[bytes] | LineSource,
         yield number, pending.rstrip("\r")
 
 
+def directive(text: str) -> tuple[str, str]:
+    """Split a ``#Name: value`` directive line into its lower-cased name and stripped value."""
+    name, _, value = text[1:].partition(":")
+    return name.strip().lower(), value.strip()
+
+
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$")
 
 

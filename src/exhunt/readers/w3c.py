@@ -15,7 +15,7 @@ from typing import IO
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import iter_lines
+from exhunt.readers.lines import directive, iter_lines
 
 #: The default field set IIS writes on Exchange servers (detections.md §1.5).
 EXCHANGE_DEFAULT_FIELDS = (
@@ -34,14 +34,13 @@ def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterato
         if not text.strip():
             continue
         if text.startswith("#"):
-            name, _, value = text[1:].partition(":")
-            name = name.strip().lower()
+            name, value = directive(text)
             if name == "fields":
                 fields = tuple(value.split())
             elif name == "date":
-                default_day = _parse_day(value.strip()[:10])
+                default_day = _parse_day(value[:10])
             elif name == "software":
-                facts.log_type = value.strip()
+                facts.log_type = value
             continue
         tokens = text.split()
         if not fields:
