@@ -48,13 +48,13 @@ def coverage(kind: str, records: int = 5) -> SourceCoverage:
 
 
 def test_assessment_lists_what_each_cve_needs() -> None:
-    assessed, gaps = assessment({"iis": coverage("iis"), "evtx": coverage("evtx", 0)})
-    assert [a.split(" ")[0] for a in assessed] == ["CVE-2021-26855", "CVE-2021-27065"]
+    assessed, gaps = assessment({"iis": coverage("iis"), "evtx:Security": coverage("evtx:Security")})
+    assert [a.split(" ")[0] for a in assessed] == ["CVE-2021-26855", "CVE-2021-26857", "CVE-2021-27065"]
     assert all("(partly)" in a for a in assessed)
     text = "\n".join(gaps)
     assert "CVE-2021-26855 only partly assessed: Exchange HttpProxy logs" in text
+    assert "CVE-2021-26857 only partly assessed: the Application event log" in text
     assert "CVE-2021-26858 not assessed: OABGeneratorLog" in text
-    assert "CVE-2021-26857 not assessed" in text and "event logs were collected but" in text
     assert "ProxyShell" in text
 
 
@@ -63,6 +63,8 @@ def test_full_evidence_assesses_every_log_based_cve() -> None:
     assessed, gaps = assessment({k: coverage(k) for k in kinds})
     assert {a.split(":")[0] for a in assessed} == {"CVE-2021-26855", "CVE-2021-26858", "CVE-2021-27065"}
     assert [g.split(" ")[0] for g in gaps] == ["CVE-2021-26857", "ProxyShell"]
+    assessed, gaps = assessment({k: coverage(k) for k in (*kinds, "evtx:Application")})
+    assert [g.split(" ")[0] for g in gaps] == ["ProxyShell"]
 
 
 def test_files_with_no_records_do_not_count_as_assessed() -> None:

@@ -32,6 +32,7 @@ CODES: dict[str, tuple[str, str]] = {
     "EXH-R007": ("warning", "line longer than the reader limit was cut"),
     "EXH-R008": ("info", "further diagnostics of this kind for this file were counted, not listed"),
     "EXH-R009": ("warning", "file is UTF-16 encoded (not as Exchange writes it); decoded as UTF-16"),
+    "EXH-R010": ("error", "event-log chunk or record could not be parsed; the rest of the file was read"),
     # rules
     "EXH-K001": ("error", "rule file could not be parsed or validated"),
     "EXH-K002": ("warning", "rule uses a feature the matcher cannot evaluate; rule skipped"),
@@ -43,10 +44,11 @@ PER_FILE_LIMIT = 20
 
 
 def make(code: str, message: str, source: str | None = None, line: int | None = None,
-         host: str | None = None) -> Diagnostic:
+         host: str | None = None, offset: int | None = None) -> Diagnostic:
     """Build a diagnostic whose level comes from the code table."""
     level = CODES[code][0]
-    return Diagnostic(code=code, level=level, message=message, source=source, line=line, host=host)
+    return Diagnostic(code=code, level=level, message=message, source=source, line=line, host=host,
+                      offset=offset)
 
 
 class FileDiagnostics:
@@ -58,10 +60,10 @@ class FileDiagnostics:
         self.items: list[Diagnostic] = []
         self.counts: Counter[str] = Counter()
 
-    def add(self, code: str, message: str, line: int | None = None) -> None:
+    def add(self, code: str, message: str, line: int | None = None, offset: int | None = None) -> None:
         self.counts[code] += 1
         if self.counts[code] <= self.limit:
-            self.items.append(make(code, message, self.source, line))
+            self.items.append(make(code, message, self.source, line, offset=offset))
 
     @property
     def total(self) -> int:

@@ -72,7 +72,8 @@ class Diagnostic:
     """A problem found while reading evidence or rules: errors are data, not exceptions.
 
     ``code`` is stable (see :mod:`exhunt.diagnostics`); ``source`` is the evidence path
-    (Windows namespace when known) and ``line`` the 1-based physical line, when they apply.
+    (Windows namespace when known), ``line`` the 1-based physical line (the record number for
+    event logs) and ``offset`` the byte offset in the file, when they apply.
     """
 
     code: str
@@ -81,6 +82,7 @@ class Diagnostic:
     source: str | None = None
     line: int | None = None
     host: str | None = None
+    offset: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +92,7 @@ class Diagnostic:
             "source": self.source,
             "line": self.line,
             "host": self.host,
+            "offset": self.offset,
         }
 
 

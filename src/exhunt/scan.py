@@ -170,8 +170,10 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
     state.count(kind, files=1, records=facts.records, problems=file_diags.total, size=evidence.size)
-    times = state.times.setdefault(kind, [])
-    times.extend(t for t in (facts.first, facts.last) if t is not None)
+    state.times.setdefault(kind, []).extend(t for t in (facts.first, facts.last) if t is not None)
+    for part, (records, first, last) in facts.parts.items():
+        state.count(f"{kind}:{part}", files=1, records=records)
+        state.times.setdefault(f"{kind}:{part}", []).extend(t for t in (first, last) if t is not None)
     state.builds.extend(facts.builds.items())
     state.servers.update(facts.servers)
     state.diagnostics.extend(file_diags.finish())

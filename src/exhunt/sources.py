@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from exhunt.readers import Reader, exchange_csv, textlog, w3c
+from exhunt.readers import Reader, evtx, exchange_csv, textlog, w3c
 
 HTTPPROXY_FIELDS = tuple(
     "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,"
@@ -64,7 +64,7 @@ KINDS: dict[str, SourceKind] = {
         SourceKind("rps-http", "Exchange Rps_Http (remote PowerShell) logs",
                    partial(exchange_csv.read, default_fields=RPS_HTTP_FIELDS), "ClientIpAddress"),
         SourceKind("iis", "IIS W3C logs", w3c.read, "c-ip"),
-        SourceKind("evtx", "Windows event logs (EVTX)", None),
+        SourceKind("evtx", "Windows event logs (EVTX)", evtx.read),
     )
 }
 

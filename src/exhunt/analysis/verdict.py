@@ -6,12 +6,15 @@ from collections.abc import Iterable, Mapping
 
 from exhunt.model import Finding, Level, SourceCoverage, Stage, utc_iso
 
+SYSMON, SECURITY = "evtx:Microsoft-Windows-Sysmon/Operational", "evtx:Security"
 #: CVE -> (sources that assess it, sources that assess it in part, what a full assessment needs).
 CVE_EVIDENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "CVE-2021-26855": (("httpproxy",), ("iis",), "Exchange HttpProxy logs (Logging\\HttpProxy)"),
-    "CVE-2021-26857": ((), (), "the Application event log (MSExchange Unified Messaging errors)"),
-    "CVE-2021-26858": (("oabgenerator",), (), "OABGeneratorLog (Logging\\OABGeneratorLog)"),
-    "CVE-2021-27065": (("ecp-server",), ("httpproxy", "iis"), "ECP server logs (Logging\\ECP\\Server)"),
+    "CVE-2021-26857": (("evtx:Application",), (SYSMON, SECURITY),
+                       "the Application event log (MSExchange Unified Messaging errors)"),
+    "CVE-2021-26858": (("oabgenerator",), (SYSMON,), "OABGeneratorLog (Logging\\OABGeneratorLog)"),
+    "CVE-2021-27065": (("ecp-server",), ("httpproxy", "iis", "evtx:MSExchange Management"),
+                       "ECP server logs (Logging\\ECP\\Server)"),
 }
 #: Said of every host until the successor campaigns' detections exist.
 SUCCESSORS_NOTE = (
@@ -73,9 +76,6 @@ def assessment(coverage: Mapping[str, SourceCoverage]) -> tuple[tuple[str, ...],
         elif have_partial:
             assessed.append(f"{cve} (partly): {_span(coverage, have_partial)}")
             not_assessed.append(f"{cve} only partly assessed: {needs} not among the evidence")
-        elif cve == "CVE-2021-26857":
-            found = "event logs were collected but " if "evtx" in coverage else "no event logs were collected and "
-            not_assessed.append(f"{cve} not assessed: needs {needs}; {found}this version does not read EVTX")
         else:
             not_assessed.append(f"{cve} not assessed: {needs} not among the evidence")
     not_assessed.append(SUCCESSORS_NOTE)

@@ -38,6 +38,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from exhunt.engine.taxonomy import windows_channels
 from exhunt.model import FindingStage, Level, Record, RuleInfo
 
 Predicate = Callable[[Record], bool]
@@ -65,7 +66,28 @@ def source_kind(logsource: SigmaLogSource) -> str | None:
         return "iis"
     if logsource.product == "exchange" and logsource.category is None:
         return EXCHANGE_SERVICES.get(logsource.service or "")
+    if logsource.product == "windows" and windows_channels(logsource.service, logsource.category):
+        return "evtx"
     return None
+
+
+def _logsource_gate(logsource: SigmaLogSource) -> Predicate | None:
+    """For event-log rules: the channel and event-ID test the logsource implies."""
+    if logsource.product != "windows":
+        return None
+    channels = windows_channels(logsource.service, logsource.category) or {}
+
+    def gate(record: Record) -> bool:
+        ids = channels.get(record.fields.get("Channel", ""), False)
+        if ids is False:
+            return False
+        return ids is None or _int(record.fields.get("EventID", "")) in ids
+
+    return gate
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +147,10 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
     if len(conditions) != 1:
         raise UnsupportedRule("rules with several conditions are not supported")
     predicate = _compile_node(conditions[0].parse())
+    gate = _logsource_gate(rule.logsource)
+    if gate is not None:
+        detection = predicate
+        predicate = lambda record: gate(record) and detection(record)  # noqa: E731
     return CompiledRule(
         info=rule_info(rule, path),
         kind=kind,

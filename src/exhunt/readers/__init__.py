@@ -27,6 +27,8 @@ class FileFacts:
     log_type: str | None = None
     builds: dict[str, datetime | None] = field(default_factory=dict)
     servers: Counter[str] = field(default_factory=Counter)
+    #: Sub-sources of a file (event-log channels): name -> [records, first, last].
+    parts: dict[str, list] = field(default_factory=dict)
 
     def saw_time(self, moment: datetime | None) -> None:
         if moment is None:
@@ -35,6 +37,13 @@ class FileFacts:
             self.first = moment
         if self.last is None or moment > self.last:
             self.last = moment
+
+    def saw_part(self, name: str, moment: datetime | None) -> None:
+        row = self.parts.setdefault(name, [0, None, None])
+        row[0] += 1
+        if moment is not None:
+            row[1] = moment if row[1] is None else min(row[1], moment)
+            row[2] = moment if row[2] is None else max(row[2], moment)
 
     def saw_build(self, build: str, moment: datetime | None) -> None:
         seen = self.builds.get(build)

@@ -3,7 +3,10 @@
 Fields come from ``#Fields:`` (which may change mid-file); times are UTC. Spaces inside
 the user agent are written as ``+`` and decoded here. Besides the W3C names, records
 carry the SigmaHQ webserver aliases (``cs-user-agent``, ``cs-referer``, ``cs-cookie``) and
-``cs-uri`` = stem and query joined by ``?`` (detections.md §1.5).
+``cs-uri`` = stem and query joined by ``?`` (detections.md §1.5), and ``cs-uri-decoded`` =
+``cs-uri`` percent-decoded once (``%3F@`` -> ``?@``, ``%40`` -> ``@``), so rules can match the
+ProxyShell/ProxyNotShell URL forms after decoding as EOMTv2's ``{UrlDecode:{REQUEST_URI}}`` does.
+``+`` in a URI is not a space and is kept.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from typing import IO
+from urllib.parse import unquote
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
@@ -59,6 +63,7 @@ def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterato
                 values[alias] = values[name]
         stem, query = values.get("cs-uri-stem", ""), values.get("cs-uri-query", "")
         values["cs-uri"] = f"{stem}?{query}" if query else stem
+        values["cs-uri-decoded"] = unquote(values["cs-uri"])
         moment = _time(values, default_day)
         if moment is None and ("time" in values or "date" in values):
             diags.add("EXH-R005", "unparseable date/time", number)

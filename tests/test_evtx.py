@@ -1,0 +1,89 @@
+"""The EVTX reader over real event logs (../shared/samples/evtx, read in place)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from exhunt.diagnostics import FileDiagnostics
+from exhunt.engine.taxonomy import windows_channels
+from exhunt.readers import FileFacts, evtx
+from exhunt.scan import scan
+
+
+def read(path: Path) -> tuple[list, FileDiagnostics, FileFacts]:
+    diags, facts = FileDiagnostics(path.name), FileFacts()
+    with path.open("rb") as stream:
+        return list(evtx.read(stream, diags, facts)), diags, facts
+
+
+def test_msexchange_management_rebuild(samples: Path) -> None:
+    records, diags, _ = read(samples / "evtx/malicious/omerbenamram__MSExchange_Management_wec.evtx")
+    (record,) = records
+    fields = record.fields
+    assert (fields["Channel"], fields["EventID"], fields["Provider_Name"]) == (
+        "MSExchange Management", "1", "MSExchange CmdletLogs")
+    assert fields["CmdletName"] == "Set-Mailbox"
+    assert fields["Message"] == ('Cmdlet suceeded. Cmdlet Set-Mailbox, parameters -Identity "Administrateur" '
+                                 '-DeliverToMailboxAndForward "False" -ForwardingSmtpAddress "smtp:test2@example.com"')
+    assert fields["Data[6]"] == "5668 w3wp#MSExchangePowerShellAppPool"
+    assert record.raw.startswith("Cmdlet suceeded. Cmdlet Set-Mailbox")
+    # SystemTime has nine fractional digits; the header time is not used
+    assert record.time == datetime(2021, 11, 19, 16, 52, 33, 833733, tzinfo=UTC)
+    assert diags.total == 0
+
+
+def test_failed_cmdlets_and_named_sysmon_fields(samples: Path) -> None:
+    name = "mdecrevoisier__ID6-Failed_to_install_an_Exchange_transport_agent.evtx"
+    records, _, facts = read(samples / "evtx/malicious" / name)
+    assert [r.fields["CmdletName"] for r in records].count("Install-TransportAgent") >= 1
+    assert all(r.fields["Message"].startswith("Cmdlet failed. Cmdlet ") for r in records)
+    assert facts.servers == {"exchange01": 4}
+    records, _, _ = read(samples / "evtx/malicious/sbousseaden__LM_typical_IIS_webshell_sysmon_1_10_traces.evtx")
+    first = records[0].fields
+    assert first["Image"] == "C:\\Windows\\System32\\cmd.exe"
+    assert first["ParentImage"] == "C:\\Windows\\System32\\inetsrv\\w3wp.exe"
+    assert first["Provider_Name"] == "Microsoft-Windows-Sysmon" and first["EventID"] == "1"
+
+
+def test_security_4688_gets_process_creation_names(samples: Path) -> None:
+    name = "mdecrevoisier__ID4688-4663-4656-LSASS_dump_with_LSASSY_process_comsvcs.evtx"
+    records, _, _ = read(samples / "evtx/malicious" / name)
+    created = [r.fields for r in records if r.fields["EventID"] == "4688"]
+    assert created and all(f["Image"] == f["NewProcessName"] for f in created)
+    assert any("comsvcs.dll MiniDump" in f["CommandLine"] for f in created)
+
+
+@pytest.mark.parametrize(("name", "readable", "bad_chunks"), [
+    ("parser_edge/omerbenamram__sample_with_a_bad_chunk_magic.evtx", 270, 2),
+    ("benign/omerbenamram__sysmon.evtx", 358, 8),
+])
+def test_corrupt_chunks_are_diagnostics_with_offsets(samples: Path, name: str, readable: int, bad_chunks: int) -> None:
+    records, diags, _ = read(samples / "evtx" / name)
+    assert len(records) == readable
+    chunk_errors = [d for d in diags.finish() if d.code == "EXH-R010"]
+    assert len(chunk_errors) == bad_chunks
+    assert all(d.offset is not None and (d.offset - evtx.FILE_HEADER) % evtx.CHUNK == 0 for d in chunk_errors)
+
+
+def test_scan_counts_event_logs_in_coverage(samples: Path) -> None:
+    result = scan([str(samples / "evtx" / "benign" / "omerbenamram__system.evtx")])
+    (host,) = result.hosts
+    rows = {c.kind: c for c in host.coverage}
+    assert (rows["evtx"].records, rows["evtx"].files) == (1881, 1)
+    assert sum(c.records for kind, c in rows.items() if kind.startswith("evtx:")) == 1881
+    assert rows["evtx:System"].records > 1800  # one row per channel
+    assert rows["evtx"].first is not None and rows["evtx"].first.year == 2017
+    assert Counter(d.code for d in result.diagnostics) == Counter()
+
+
+def test_windows_taxonomy() -> None:
+    assert windows_channels("msexchange-management", None) == {"MSExchange Management": None}
+    assert windows_channels(None, "process_creation") == {
+        "Microsoft-Windows-Sysmon/Operational": frozenset({1}), "Security": frozenset({4688})}
+    assert windows_channels("sysmon", "process_creation") == {"Microsoft-Windows-Sysmon/Operational": frozenset({1})}
+    assert windows_channels(None, "no_such_category") is None
+    assert windows_channels("no-such-service", None) is None
