@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from exhunt import sources
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.engine.taxonomy import windows_channels
 from exhunt.readers import FileFacts, evtx
@@ -87,3 +89,35 @@ def test_windows_taxonomy() -> None:
     assert windows_channels("sysmon", "process_creation") == {"Microsoft-Windows-Sysmon/Operational": frozenset({1})}
     assert windows_channels(None, "no_such_category") is None
     assert windows_channels("no-such-service", None) is None
+
+
+def test_event_logs_inside_velociraptor_and_kape_collections(samples: Path, tmp_path: Path) -> None:
+    source = samples / "evtx" / "malicious" / "omerbenamram__MSExchange_Management_wec.evtx"
+    archive = tmp_path / "VR1.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("client_info.json", '{"Hostname": "VR1"}')
+        out.writestr("uploads.json", "[]")
+        logs = "uploads/auto/C%3A/Windows/System32/winevt/Logs/"
+        out.write(source, logs + "MSExchange Management.evtx")
+        out.write(source, logs + "Microsoft-Windows-PowerShell%254Operational.evtx")
+    kape = tmp_path / "KAPE1" / "C" / "Windows" / "System32" / "winevt" / "Logs"
+    kape.mkdir(parents=True)
+    (kape / "MSExchange Management.evtx").write_bytes(source.read_bytes())
+    result = scan([str(archive), str(tmp_path / "KAPE1")])
+    assert [h.host for h in result.hosts] == ["VR1", "WEC"]  # metadata, then the events' Computer
+    assert [next(c.records for c in h.coverage if c.kind == "evtx") for h in result.hosts] == [2, 1]
+    sources = {f.source for f in result.findings} | {d.source for d in result.diagnostics if d.source}
+    assert not any("%25" in s for s in sources)
+    assert not [d for d in result.diagnostics if d.level == "error"]
+
+
+def test_a_failing_reader_is_a_diagnostic_not_a_crash(samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(stream, diags, facts):
+        raise TypeError("simulated reader bug")
+        yield
+
+
+    monkeypatch.setitem(sources.KINDS, "evtx", sources.SourceKind("evtx", "event logs", broken))
+    result = scan([str(samples / "evtx" / "benign" / "omerbenamram__system.evtx")])
+    assert [d.code for d in result.diagnostics] == ["EXH-R001"]
+    assert "simulated reader bug" in result.diagnostics[0].message

@@ -169,6 +169,8 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
                     _match(record, kind_rules, evidence, kind, state)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
+    except Exception as exc:  # a reader must never end the scan: report it and go on
+        file_diags.add("EXH-R001", f"reader error after {facts.records} records: {type(exc).__name__}: {exc}")
     state.count(kind, files=1, records=facts.records, problems=file_diags.total, size=evidence.size)
     state.times.setdefault(kind, []).extend(t for t in (facts.first, facts.last) if t is not None)
     for part, (records, first, last) in facts.parts.items():

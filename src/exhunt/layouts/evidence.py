@@ -64,6 +64,15 @@ class _ZipMemberStream:
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
     def close(self) -> None:
         self._stream.close()
         self._archive.close()
