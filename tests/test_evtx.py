@@ -121,3 +121,11 @@ def test_a_failing_reader_is_a_diagnostic_not_a_crash(samples: Path, monkeypatch
     result = scan([str(samples / "evtx" / "benign" / "omerbenamram__system.evtx")])
     assert [d.code for d in result.diagnostics] == ["EXH-R001"]
     assert "simulated reader bug" in result.diagnostics[0].message
+
+
+def test_strict_mode_stops_at_the_first_problem(samples: Path) -> None:
+    from exhunt.cli import main
+
+    bad = str(samples / "evtx" / "parser_edge")
+    assert main(["scan", bad, "-q"]) == 0  # lenient: diagnostics, and the scan goes on
+    assert main(["scan", bad, "-q", "--strict"]) == 2

@@ -1,7 +1,7 @@
 """Command line: parses arguments, calls the library, prints and writes results.
 
-Exit codes: 0 the scan ran; 1 usage or fatal error; 3 ``--fail-on`` found findings at or
-above the given level.
+Exit codes: 0 the scan ran; 1 usage or fatal error; 2 ``--strict`` stopped at a problem in
+the evidence; 3 ``--fail-on`` found findings at or above the given level.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from exhunt.engine.rules import load_rules
 from exhunt.model import Level
 from exhunt.outputs import console as console_out
 from exhunt.outputs.contract import write_json, write_output_dir
-from exhunt.scan import scan
+from exhunt.scan import StrictStop, scan
 
-EXIT_OK, EXIT_ERROR, EXIT_FINDINGS = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_STRICT, EXIT_FINDINGS = 0, 1, 2, 3
 LEVELS = [str(level) for level in Level]
 
 
@@ -63,11 +63,12 @@ def cli() -> None:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="Also load Sigma rules from DIR (repeatable).")
 @click.option("--fail-on", type=click.Choice(LEVELS), help="Exit 3 if a finding at or above LEVEL exists.")
+@click.option("--strict", is_flag=True, help="Stop (exit 2) at the first unreadable or malformed evidence.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
 def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
                  since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
-                 quiet: bool, verbose: int) -> None:
+                 strict: bool, quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
@@ -81,9 +82,12 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
 
         try:
             result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
-                          progress=progress)
+                          strict=strict, progress=progress)
         except ValueError as problem:
             raise click.UsageError(str(problem)) from None
+        except StrictStop as stop:
+            click.echo(f"exhunt: --strict: {stop}", err=True)
+            raise SystemExit(EXIT_STRICT) from None
     command = shlex.join(["exhunt", *sys.argv[1:]])
     written = []
     if output:

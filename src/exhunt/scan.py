@@ -29,6 +29,14 @@ _SNIFFABLE = (".log", ".txt", ".csv", ".evtx")
 Progress = Callable[[str, int, int], None]
 
 
+class StrictStop(Exception):
+    """Raised in strict mode at the first evidence problem; carries its diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(f"{diagnostic.code} {diagnostic.source}: {diagnostic.message}")
+        self.diagnostic = diagnostic
+
+
 @dataclass(frozen=True, slots=True)
 class ScanOptions:
     """What to scan and how; ``since``/``until`` restrict findings to a UTC window."""
@@ -38,6 +46,7 @@ class ScanOptions:
     since: datetime | None = None
     until: datetime | None = None
     rule_dirs: tuple[str, ...] = ()
+    strict: bool = False
 
     def in_window(self, moment: datetime | None) -> bool:
         if moment is None:
@@ -64,13 +73,16 @@ class _HostState:
 
 
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
-         until: datetime | None = None, rule_dirs: Sequence[str | Path] = (),
+         until: datetime | None = None, rule_dirs: Sequence[str | Path] = (), strict: bool = False,
          progress: Progress | None = None) -> ScanResult:
     """Scan evidence paths and return every host's verdict, findings and diagnostics.
 
-    Raises :class:`ValueError` only for contradictory arguments; bad evidence becomes diagnostics.
+    Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
+    warning about the evidence raises :class:`StrictStop`. Raises :class:`ValueError` for
+    contradictory arguments.
     """
-    options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs))
+    options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
+                          strict)
     started = datetime.now(UTC)
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
@@ -178,7 +190,12 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
         state.times.setdefault(f"{kind}:{part}", []).extend(t for t in (first, last) if t is not None)
     state.builds.extend(facts.builds.items())
     state.servers.update(facts.servers)
-    state.diagnostics.extend(file_diags.finish())
+    problems = file_diags.finish()
+    if options.strict:
+        first = next((d for d in problems if d.level in ("error", "warning")), None)
+        if first is not None:
+            raise StrictStop(first)
+    state.diagnostics.extend(problems)
 
 
 def _match(record: Record, kind_rules: Sequence[CompiledRule], evidence: EvidenceFile, kind: str,
