@@ -122,3 +122,53 @@ def test_value_count_correlation_windows_and_groups() -> None:
     assert findings[0].evidence["ip"] == "a"
     assert findings[0].evidence["distinct_url"] == "3"
     assert findings[0].time == start
+
+
+USER_RULES = {
+    "proc.yml": """
+title: Net user from a web server
+id: 7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a010
+status: test
+logsource: {product: windows, category: process_creation}
+detection:
+  sel:
+    ParentImage|endswith: '\\\\cmd.exe'
+    CommandLine|contains: 'net  user'
+  condition: sel
+level: high
+""",
+    "linux.yml": """
+title: Not a Windows source
+id: 7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a011
+logsource: {product: linux, service: auditd}
+detection: {sel: {type: EXECVE}, condition: sel}
+level: low
+""",
+    "placeholder.yml": """
+title: Uses a placeholder
+id: 7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a012
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {CommandLine|expand: '%admin_tools%'}
+  condition: sel
+level: low
+""",
+}
+
+
+def test_user_rules_are_added_and_unusable_ones_reported(tmp_path, samples) -> None:
+    from exhunt.engine.rules import load_rules
+    from exhunt.scan import scan
+
+    for name, text in USER_RULES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    ruleset = load_rules([tmp_path])
+    codes = {d.source.rsplit("/", 1)[-1]: d.code for d in ruleset.diagnostics}
+    assert codes == {"linux.yml": "EXH-K003", "placeholder.yml": "EXH-K002"}
+    assert "7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a010" in {r.info.uuid for r in ruleset.rules}
+    evtx = samples / "evtx" / "malicious" / "sbousseaden__LM_typical_IIS_webshell_sysmon_1_10_traces.evtx"
+    result = scan([str(evtx)], rule_dirs=[tmp_path])
+    hits = [f for f in result.findings if f.rule.title == "Net user from a web server"]
+    assert len(hits) == 1  # the one Sysmon 1 event cmd.exe -> net.exe "net  user"
+    assert hits[0].rule.id == "7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a010"  # no name: the UUID is the id
+    assert {d.code for d in result.diagnostics} >= {"EXH-K002", "EXH-K003"}
