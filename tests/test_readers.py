@@ -51,7 +51,7 @@ def test_httpproxy_fields_by_header_with_quoted_comma_and_build() -> None:
     assert record.fields["UrlStem"] == "/mapi/emsmdb/"
     assert record.line == 6  # physical line, header lines counted
     assert record.time == datetime(2021, 3, 3, 6, 49, 42, 162000, tzinfo=UTC)
-    assert facts.builds == {"15.1.2176.2": record.time}
+    assert facts.builds == {"15.1.2176.2": [record.time, record.time]}
     assert facts.servers["EXCH01"] == 1
     assert diags.total == 0
 

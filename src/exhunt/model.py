@@ -206,6 +206,32 @@ class Exposure:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainActivity:
+    """One campaign's activity on a host and whether the build it ran then was exposed to it."""
+
+    chain: str
+    first: datetime | None
+    last: datetime | None
+    findings: int
+    build: str | None
+    exposed: bool | None
+    open_cves: tuple[str, ...]
+    summary: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "chain": self.chain,
+            "first": utc_iso(self.first),
+            "last": utc_iso(self.last),
+            "findings": self.findings,
+            "build_at_time": self.build,
+            "exposed": self.exposed,
+            "open_cves": list(self.open_cves),
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class HostResult:
     """The verdict for one host: stage, exposure, coverage and what could not be assessed."""
 
@@ -219,6 +245,7 @@ class HostResult:
     assessed: tuple[str, ...]
     findings: tuple[Finding, ...]
     stage_reasons: tuple[str, ...] = ()
+    chains: tuple[ChainActivity, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -232,6 +259,7 @@ class HostResult:
             "assessed": list(self.assessed),
             "not_assessed": list(self.not_assessed),
             "findings": len(self.findings),
+            "chains": [chain.to_dict() for chain in self.chains],
         }
 
 

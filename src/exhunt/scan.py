@@ -12,6 +12,7 @@ from pathlib import Path
 
 from exhunt import diagnostics as diag
 from exhunt.analysis import exposure, verdict
+from exhunt.analysis.chains import BuildSeen, chains
 from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
@@ -60,7 +61,7 @@ class _HostState:
 
     coverage: dict[str, list[int]] = field(default_factory=dict)
     times: dict[str, list[datetime]] = field(default_factory=dict)
-    builds: list[tuple[str, datetime | None]] = field(default_factory=list)
+    builds: list[BuildSeen] = field(default_factory=list)
     servers: Counter[str] = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
     base_matches: list[BaseMatch] = field(default_factory=list)
@@ -134,18 +135,19 @@ def _scan_collection(collection: Collection, rules: RuleSet, options: ScanOption
         for kind, (files, records, problems, size) in sorted(state.coverage.items())
     }
     assessed, not_assessed = verdict.assessment(coverage)
-    stage, reasons = verdict.host_stage(findings, bool(assessed))
+    stage, reasons = verdict.host_stage(findings, bool(assessed), state.builds)
     result = HostResult(
         host=host,
         layout=collection.layout,
         evidence=(collection.root,),
         stage=stage,
-        exposure=exposure.assess(state.builds),
+        exposure=exposure.assess((seen.text, seen.last) for seen in state.builds),
         coverage=tuple(coverage.values()),
         not_assessed=not_assessed,
         assessed=assessed,
         findings=tuple(findings),
         stage_reasons=reasons,
+        chains=chains(findings, state.builds),
     )
     return result, [replace(d, host=host) for d in state.diagnostics]
 
@@ -188,7 +190,7 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     for part, (records, first, last) in facts.parts.items():
         state.count(f"{kind}:{part}", files=1, records=records)
         state.times.setdefault(f"{kind}:{part}", []).extend(t for t in (first, last) if t is not None)
-    state.builds.extend(facts.builds.items())
+    state.builds.extend(BuildSeen(text, first, last) for text, (first, last) in facts.builds.items())
     state.servers.update(facts.servers)
     problems = file_diags.finish()
     if options.strict:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
+from exhunt.analysis.chains import BuildSeen, build_at, open_cves
 from exhunt.model import Finding, Level, SourceCoverage, Stage, utc_iso
 
 SYSMON, SECURITY = "evtx:Microsoft-Windows-Sysmon/Operational", "evtx:Security"
@@ -28,22 +29,36 @@ WEAK = Level.LOW
 MAX_REASONS = 5
 
 
-def finding_stage(finding: Finding) -> Stage:
-    """The host stage one finding supports on its own."""
+def patched_at_the_time(finding: Finding, builds: Sequence[BuildSeen]) -> str | None:
+    """The build a finding's CVEs were all fixed on at the finding's time, else ``None``."""
+    if not finding.rule.cves:
+        return None
+    build = build_at(finding.time, builds)
+    return build if open_cves(finding, build) == () else None
+
+
+def finding_stage(finding: Finding, builds: Sequence[BuildSeen] = ()) -> Stage:
+    """The host stage one finding supports on its own.
+
+    Activity aimed at CVEs the host's build had already fixed is an attempt at most.
+    """
     if finding.rule.level <= NO_STAGE:
         return Stage.CLEAN
     stage = finding.rule.stage.host_stage
-    return min(stage, Stage.PROBED) if finding.rule.level <= WEAK else stage
+    if finding.rule.level <= WEAK or patched_at_the_time(finding, builds):
+        return min(stage, Stage.PROBED)
+    return stage
 
 
-def host_stage(findings: Iterable[Finding], assessed_any: bool) -> tuple[Stage, tuple[str, ...]]:
+def host_stage(findings: Iterable[Finding], assessed_any: bool,
+               builds: Sequence[BuildSeen] = ()) -> tuple[Stage, tuple[str, ...]]:
     """Highest stage the findings support, with the findings that support it.
 
     A host without findings is ``clean`` only if some evidence could be assessed, otherwise
     ``unknown``.
     """
     ranked = sorted(
-        ((finding_stage(f), f) for f in findings),
+        ((finding_stage(f, builds), f) for f in findings),
         key=lambda pair: (-pair[0], -pair[1].rule.level, utc_iso(pair[1].time) or "~", pair[1].rule.id),
     )
     if not ranked or ranked[0][0] <= Stage.CLEAN:
@@ -58,8 +73,10 @@ def host_stage(findings: Iterable[Finding], assessed_any: bool) -> tuple[Stage, 
             continue
         seen.add(finding.rule.id)
         where = f"{finding.source}:{finding.line}" if finding.line else finding.source
+        patched = patched_at_the_time(finding, builds)
+        attempt = f" (build {patched} had the fix: an attempt only)" if patched else ""
         reasons.append(f"{finding.rule.id} ({finding.rule.level}, {finding.rule.stage}) "
-                       f"at {utc_iso(finding.time) or 'unknown time'} in {where}: {finding.rule.title}")
+                       f"at {utc_iso(finding.time) or 'unknown time'} in {where}: {finding.rule.title}{attempt}")
     return top, tuple(reasons)
 
 

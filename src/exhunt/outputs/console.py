@@ -29,6 +29,8 @@ def render(result: ScanResult, console: Console, verbose: int = 0,
     for host in result.hosts:
         for reason in host.stage_reasons:
             console.print(f"  [bold]{escape(host.host)}[/]: {escape(reason)}", highlight=False)
+        for chain in host.chains:
+            console.print(f"  {escape(host.host)}: {escape(chain.summary)}", highlight=False)
         for gap in host.not_assessed:
             console.print(f"  [dim]{escape(host.host)}: {escape(gap)}[/]", highlight=False)
     if verbose:

@@ -25,7 +25,8 @@ class FileFacts:
     first: datetime | None = None
     last: datetime | None = None
     log_type: str | None = None
-    builds: dict[str, datetime | None] = field(default_factory=dict)
+    #: Build text -> [first, last] time it was seen (``None`` when seen without a time).
+    builds: dict[str, list[datetime | None]] = field(default_factory=dict)
     servers: Counter[str] = field(default_factory=Counter)
     #: Sub-sources of a file (event-log channels): name -> [records, first, last].
     parts: dict[str, list] = field(default_factory=dict)
@@ -46,9 +47,10 @@ class FileFacts:
             row[2] = moment if row[2] is None else max(row[2], moment)
 
     def saw_build(self, build: str, moment: datetime | None) -> None:
-        seen = self.builds.get(build)
-        if build not in self.builds or (moment is not None and (seen is None or moment > seen)):
-            self.builds[build] = moment
+        span = self.builds.setdefault(build, [moment, moment])
+        if moment is not None:
+            span[0] = moment if span[0] is None else min(span[0], moment)
+            span[1] = moment if span[1] is None else max(span[1], moment)
 
 
 Reader = Callable[[IO[bytes], FileDiagnostics, FileFacts], Iterator[Record]]
