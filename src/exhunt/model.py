@@ -184,6 +184,22 @@ class SourceCoverage:
 
 
 @dataclass(frozen=True, slots=True)
+class Mitigation:
+    """A mitigation rule found in IIS configuration; ``seen`` is the file's modification time."""
+
+    name: str
+    label: str
+    covers: tuple[str, ...]
+    source: str
+    line: int
+    seen: datetime | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "label": self.label, "covers": list(self.covers), "source": self.source,
+                "line": self.line, "file_modified": utc_iso(self.seen)}
+
+
+@dataclass(frozen=True, slots=True)
 class Exposure:
     """Which CVEs a host's Exchange build leaves open, per the shipped build table."""
 
@@ -193,6 +209,7 @@ class Exposure:
     status: str = "unknown"
     builds_seen: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    mitigations: tuple[Mitigation, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -202,6 +219,7 @@ class Exposure:
             "unpatched": list(self.unpatched),
             "builds_seen": list(self.builds_seen),
             "notes": list(self.notes),
+            "mitigations": [m.to_dict() for m in self.mitigations],
         }
 
 

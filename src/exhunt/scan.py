@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from exhunt import diagnostics as diag
-from exhunt.analysis import exposure, verdict
+from exhunt.analysis import exposure, mitigations, verdict
 from exhunt.analysis.chains import BuildSeen, chains
 from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
-from exhunt.model import Diagnostic, Finding, HostResult, Record, ScanResult, SourceCoverage
+from exhunt.model import Diagnostic, Exposure, Finding, HostResult, Record, ScanResult, SourceCoverage
 from exhunt.readers import FileFacts
 from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
 
@@ -65,6 +65,7 @@ class _HostState:
     servers: Counter[str] = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
     base_matches: list[BaseMatch] = field(default_factory=list)
+    kept: list[tuple[Record, str, float | None]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def count(self, kind: str, files: int = 0, records: int = 0, problems: int = 0, size: int = 0) -> None:
@@ -141,7 +142,7 @@ def _scan_collection(collection: Collection, rules: RuleSet, options: ScanOption
         layout=collection.layout,
         evidence=(collection.root,),
         stage=stage,
-        exposure=exposure.assess((seen.text, seen.last) for seen in state.builds),
+        exposure=_exposure(state),
         coverage=tuple(coverage.values()),
         not_assessed=not_assessed,
         assessed=assessed,
@@ -150,6 +151,12 @@ def _scan_collection(collection: Collection, rules: RuleSet, options: ScanOption
         chains=chains(findings, state.builds),
     )
     return result, [replace(d, host=host) for d in state.diagnostics]
+
+
+def _exposure(state: _HostState) -> Exposure:
+    assessed = exposure.assess((seen.text, seen.last) for seen in state.builds)
+    found = mitigations.find(state.kept)
+    return replace(assessed, mitigations=found, notes=assessed.notes + mitigations.notes(found, assessed.unpatched))
 
 
 def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | None:
@@ -179,6 +186,8 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     try:
         with evidence.open() as stream:
             for record in source.reader(stream, file_diags, facts):
+                if source.keep_records:
+                    state.kept.append((record, evidence.path, evidence.mtime))
                 if options.in_window(record.time):
                     _match(record, kind_rules, evidence, kind, state)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from exhunt.readers import Reader, evtx, exchange_csv, textlog, w3c
+from exhunt.readers import Reader, evtx, exchange_csv, iisconfig, textlog, w3c
 
 HTTPPROXY_FIELDS = tuple(
     "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,"
@@ -49,6 +49,8 @@ class SourceKind:
     label: str
     reader: Reader | None
     client_ip_field: str | None = None
+    #: Records are kept for host-level analysis (configuration), not only matched against rules.
+    keep_records: bool = False
 
 
 KINDS: dict[str, SourceKind] = {
@@ -65,6 +67,8 @@ KINDS: dict[str, SourceKind] = {
                    partial(exchange_csv.read, default_fields=RPS_HTTP_FIELDS), "ClientIpAddress"),
         SourceKind("iis", "IIS W3C logs", w3c.read, "c-ip"),
         SourceKind("evtx", "Windows event logs (EVTX)", evtx.read),
+        SourceKind("iis-config", "IIS configuration (applicationHost.config, web.config)", iisconfig.read,
+                   keep_records=True),
     )
 }
 
@@ -78,6 +82,8 @@ _PATH_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(^|\\)Rps_Http_[^\\]*\.log$", "rps-http"),
         (r"\\LogFiles\\W3SVC\d*\\[^\\]+\.log$", "iis"),
         (r"\.evtx$", "evtx"),
+        (r"\\inetsrv\\config\\applicationHost\.config$", "iis-config"),
+        (r"\\(inetpub\\wwwroot|FrontEnd\\HttpProxy\\[^\\]+)\\web\.config$", "iis-config"),
     )
 )
 

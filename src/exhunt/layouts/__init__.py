@@ -58,7 +58,7 @@ def _discover(given: str) -> tuple[list[Collection], list[Diagnostic]]:
         return [_collection(given, _recognise(listing) or plain(listing))], []
     path = os.path.abspath(given)
     name = os.path.basename(path)
-    return [Collection(name, "files", given, (EvidenceFile(name, None, path, info.st_size),))], []
+    return [Collection(name, "files", given, (EvidenceFile(name, None, path, info.st_size, info.st_mtime),))], []
 
 
 def _folder(given: str) -> tuple[list[Collection], list[Diagnostic]]:

@@ -18,13 +18,16 @@ class EvidenceFile:
     (``C:\\Program Files\\...``) when the layout tells it, otherwise its path relative to
     the folder or zip given, with backslashes. ``container`` is the zip that holds it
     (``None`` for a plain file) and ``member`` the zip member name or the filesystem path.
-    Plain data only, so that handles can be sent to worker processes.
+    ``mtime`` is the file's modification time (POSIX seconds) where the layout keeps it: plain
+    folders do; zip timestamps are not trusted. Plain data only, so that handles can be sent to
+    worker processes.
     """
 
     path: str
     container: str | None
     member: str
     size: int
+    mtime: float | None = None
 
     @property
     def origin(self) -> str:

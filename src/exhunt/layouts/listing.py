@@ -24,6 +24,7 @@ class Entry:
     container: str | None
     member: str
     size: int
+    mtime: float | None = None
 
     @property
     def origin(self) -> str:
@@ -31,7 +32,8 @@ class Entry:
 
     def evidence(self, path: str) -> EvidenceFile:
         """The evidence handle of this file, known as ``path`` in its collection."""
-        return EvidenceFile(path=path, container=self.container, member=self.member, size=self.size)
+        return EvidenceFile(path=path, container=self.container, member=self.member, size=self.size,
+                            mtime=self.mtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class Listing:
         for entry in self.entries:
             if len(entry.parts) > 1:
                 entries.setdefault(entry.parts[0], []).append(
-                    Entry(entry.parts[1:], entry.container, entry.member, entry.size))
+                    Entry(entry.parts[1:], entry.container, entry.member, entry.size, entry.mtime))
         problems: dict[str, list[Problem]] = {}
         for problem in self.problems:
             if problem.parts and problem.parts[0] in entries:
@@ -105,12 +107,12 @@ def list_folder(root: str) -> Listing:
                 pending.append((child.path, rel + parts))
             elif child.is_file(follow_symlinks=False):
                 try:
-                    size = child.stat(follow_symlinks=False).st_size
+                    info = child.stat(follow_symlinks=False)
                 except OSError as exc:
                     problems.append(Problem(rel + parts, make(
                         "EXH-R001", f"cannot read file: {exc.strerror}", source=child.path)))
                     continue
-                entries.append(Entry(rel + parts, None, child.path, size))
+                entries.append(Entry(rel + parts, None, child.path, info.st_size, info.st_mtime))
     entries.sort(key=lambda entry: entry.parts)
     problems.sort(key=lambda problem: problem.parts)
     return Listing(tuple(entries), tuple(problems))

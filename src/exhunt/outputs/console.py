@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
-from exhunt.model import ScanResult, Stage, utc_iso
+from exhunt.model import Mitigation, ScanResult, Stage, utc_iso
 
 STAGE_STYLE = {
     Stage.UNKNOWN: "magenta",
@@ -62,7 +62,8 @@ def _host_table(result: ScanResult) -> Table:
             escape(host.host),
             f"[{STAGE_STYLE[host.stage]}]{host.stage}[/]",
             escape(exposure.build or "unknown"),
-            _open_families(exposure.unpatched) or ("-" if exposure.status == "known" else "unknown"),
+            _open_families(exposure.unpatched, exposure.mitigations)
+            or ("-" if exposure.status == "known" else "unknown"),
             counts,
             span,
             host.layout,
@@ -70,13 +71,15 @@ def _host_table(result: ScanResult) -> Table:
     return table
 
 
-def _open_families(unpatched: Sequence[str]) -> str:
-    """``ProxyLogon 4/4, ProxyShell 1/3``: how many of each family's CVEs the build leaves open."""
+def _open_families(unpatched: Sequence[str], applied: Sequence[Mitigation]) -> str:
+    """``ProxyLogon 4/4, ProxyNotShell 2/2 (mitigated)``: each family's CVEs the build leaves open."""
+    covered = {cve for mitigation in applied for cve in mitigation.covers}
     parts = []
     for family, cves in FAMILIES.items():
         count = sum(cve in unpatched for cve in cves)
         if count:
-            parts.append(f"{FAMILY_LABELS[family]} {count}/{len(cves)}")
+            mitigated = " (mitigated)" if any(cve in covered for cve in cves if cve in unpatched) else ""
+            parts.append(f"{FAMILY_LABELS[family]} {count}/{len(cves)}{mitigated}")
     return ", ".join(parts)
 
 
