@@ -319,3 +319,86 @@ def write_iis(host: Path, rows: Sequence[Mapping[str, str | int | datetime]], si
     """Write ``inetpub\\logs\\LogFiles\\W3SVC<site>\\u_exYYMMDD.log`` (1 = front end, 2 = back end)."""
     name = f"u_ex{T0:%y%m%d}.log"
     return _write(host.joinpath("C", "inetpub", "logs", "LogFiles", f"W3SVC{site}", name), iis_log(rows))
+
+
+# --- Rps_Http (CmdletInfra\Powershell-Proxy\Http) ------------------------------------------------
+
+#: Exact ``#Fields:`` line of ``Rps_Http_*.LOG`` (detections.md §1.7, CrowdStrike's header list; the
+#: debugprivilege ProxyShell lab excerpt has the same line).
+RPS_HTTP_FIELDS_LINE = (
+    "#Fields: DateTime,StartTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,"
+    "ClientRequestId,UrlHost,UrlStem,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,"
+    "ManagedOrganization,ClientIpAddress,ServerHostName,FrontEndServer,HttpStatus,SubStatus,ErrorCode,Action,"
+    "CommandId,CommandName,SessionId,ShellId,FailFast,ContributeToFailFast,RequestBytes,ClientInfo,CPU,Memory,"
+    "ActivityContextLifeTime,TotalTime,UrlQuery,GenericLatency,GenericInfo,GenericErrors"
+)
+RPS_HTTP_FIELDS: tuple[str, ...] = tuple(RPS_HTTP_FIELDS_LINE.partition(": ")[2].split(","))
+
+
+def rps_http_values(row: Mapping[str, str | int | datetime]) -> dict[str, str]:
+    """Every Rps_Http field of one row: the given ones over a proxied ``/powershell`` POST's defaults."""
+    moment = row.get("DateTime", T0)
+    when = iso_ms(moment) if isinstance(moment, datetime) else str(moment)
+    start = iso_ms(moment - timedelta(milliseconds=101)) if isinstance(moment, datetime) else when
+    values: dict[str, str] = {name: "" for name in RPS_HTTP_FIELDS}
+    values.update({
+        "DateTime": when,
+        "StartTime": start,
+        "RequestId": "0cd07968-a191-4883-aa5b-101cd097efcf",
+        "MajorVersion": "15",
+        "MinorVersion": "1",
+        "BuildVersion": "2176",
+        "RevisionVersion": "2",
+        "UrlHost": SERVER_FQDN,
+        "UrlStem": "/powershell",
+        "AuthenticationType": "Kerberos",
+        "IsAuthenticated": "true",
+        "AuthenticatedUser": "CONTOSO\\exadmin",
+        "ClientIpAddress": "10.10.1.5",
+        "ServerHostName": SERVER,
+        "FrontEndServer": SERVER_FQDN.upper(),
+        "HttpStatus": "200",
+        "SubStatus": "0",
+        "RequestBytes": "3236",
+        "ClientInfo": "Microsoft WinRM Client",
+        "ActivityContextLifeTime": "100",
+        "TotalTime": "100",
+        "UrlQuery": "?serializationLevel=Full;clientApplication=EMC;PSVersion=5.1.14393.4467",
+        "GenericLatency": "RequestMonitor.Register=1;WinRMDataSender.Send=0;RpsHttpDatabaseValidationModule=0;"
+                          "ThrottlingHttpModule=0;",
+        "GenericInfo": "WinRMDataSender.AuthenticationType=Sent;WinRMDataSender.NamedPipe=Sent;"
+                       "OnEndRequest.End.ContentType=application/soap+xml charset UTF-8;"
+                       "S:ServiceCommonMetadata.HttpMethod=POST",
+    })
+    for name, value in row.items():
+        if name not in values:
+            raise KeyError(f"{name} is not an Rps_Http field")
+        values[name] = iso_ms(value) if isinstance(value, datetime) else str(value)
+    return values
+
+
+def rps_http_line(row: Mapping[str, str | int | datetime]) -> str:
+    """One data line: a cell per field, CSV-quoted where needed."""
+    values = rps_http_values(row)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([values[name] for name in RPS_HTTP_FIELDS])
+    return out.getvalue()
+
+
+def rps_http_log(rows: Sequence[Mapping[str, str | int | datetime]], bare_header: bool = True) -> bytes:
+    """A complete ``Rps_Http_YYYYMMDDHH-N.LOG``; like the debugprivilege excerpt it starts with the bare
+    column-name line before the directive block when ``bare_header``."""
+    first = rows[0].get("DateTime", T0) if rows else T0
+    created = first if isinstance(first, datetime) else T0
+    header = _exchange_header("15.01.2176.002", "Rps Http Logs", created, RPS_HTTP_FIELDS_LINE)
+    bare = [RPS_HTTP_FIELDS_LINE.partition(": ")[2]] if bare_header else []
+    return _lines([*bare, *header, *(rps_http_line(row) for row in rows)])
+
+
+def write_rps_http(host: Path, rows: Sequence[Mapping[str, str | int | datetime]],
+                   bare_header: bool = True) -> Path:
+    """Write ``Logging\\CmdletInfra\\Powershell-Proxy\\Http\\Rps_Http_YYYYMMDDHH-1.LOG`` (hour of the first row)."""
+    first = rows[0].get("DateTime", T0) if rows else T0
+    name = f"Rps_Http_{first if isinstance(first, datetime) else T0:%Y%m%d%H}-1.LOG"
+    return _write(host.joinpath(*EXCHANGE, "Logging", "CmdletInfra", "Powershell-Proxy", "Http", name),
+                  rps_http_log(rows, bare_header))

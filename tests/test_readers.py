@@ -190,3 +190,36 @@ def test_classification_by_path_anywhere_and_by_content() -> None:
     assert classify_content(b'#TYPE x\n"DateTime","UrlStem","AnchorMailbox"\n') == "httpproxy"
     assert classify_content(b"ElfFile\x00\x00") == "evtx"
     assert classify_content(b"# Markdown\nAnchorMailbox and UrlStem mentioned in prose\n") is None
+
+
+def test_iis_decoded_uri_for_proxyshell_forms() -> None:
+    data = (IIS_HEADER
+            + "2021-08-13 09:13:18 10.0.0.5 POST /autodiscover/autodiscover.json "
+              "@evil.corp/powershell/?&Email=autodiscover/autodiscover.json%3F@evil.corp&X-Rps-CAT=VgEA+x/y= 443 - "
+              "203.0.113.45 Python+PSRP+Client - 200 0 0 55\r\n"
+            + "2022-11-15 08:21:04 10.0.0.5 POST /owa/mastermailbox%40outlook.com/powershell - 443 - 203.0.113.45 "
+              "- - 200 0 0 12\r\n"
+            + "2022-11-15 08:21:05 10.0.0.5 GET /owa/%zz%4/%E9t%C3%A9 a=%25+b 443 - 203.0.113.45 - - 404 0 0 1\r\n")
+    diags, facts = FileDiagnostics("u_ex210813.log"), FileFacts()
+    records = list(w3c.read(io.BytesIO(data.encode()), diags, facts))
+    assert diags.total == 0
+    first, second, third = (record.fields for record in records)
+    # cs-uri is unchanged; the decoded form turns %3F into '?', keeps '+' (not a space in a URI)
+    assert first["cs-uri"] == ("/autodiscover/autodiscover.json?@evil.corp/powershell/?&Email=autodiscover/"
+                               "autodiscover.json%3F@evil.corp&X-Rps-CAT=VgEA+x/y=")
+    assert first["cs-uri-decoded"] == ("/autodiscover/autodiscover.json?@evil.corp/powershell/?&Email=autodiscover/"
+                                       "autodiscover.json?@evil.corp&X-Rps-CAT=VgEA+x/y=")
+    assert first["cs-uri-query"].endswith("%3F@evil.corp&X-Rps-CAT=VgEA+x/y=")
+    assert first["cs-user-agent"] == "Python PSRP Client"
+    # no query: cs-uri is the stem; %40 decodes to '@'
+    assert second["cs-uri"] == "/owa/mastermailbox%40outlook.com/powershell"
+    assert second["cs-uri-decoded"] == "/owa/mastermailbox@outlook.com/powershell"
+    assert second["cs-uri-stem"] == "/owa/mastermailbox%40outlook.com/powershell"
+    # invalid escapes stay as they are, a lone Latin-1 byte is replaced, decoding happens once (%25 -> %)
+    assert third["cs-uri-decoded"] == "/owa/%zz%4/\ufffdté?a=%+b"
+
+
+def test_iis_line_that_does_not_fit_has_no_decoded_uri() -> None:
+    data = IIS_HEADER + "2021-03-03 06:50:01 only four tokens\r\n"
+    records = list(w3c.read(io.BytesIO(data.encode()), FileDiagnostics("x"), FileFacts()))
+    assert records[0].fields == {}
