@@ -49,22 +49,25 @@ def coverage(kind: str, records: int = 5) -> SourceCoverage:
 
 def test_assessment_lists_what_each_cve_needs() -> None:
     assessed, gaps = assessment({"iis": coverage("iis"), "evtx:Security": coverage("evtx:Security")})
-    assert [a.split(" ")[0] for a in assessed] == ["CVE-2021-26855", "CVE-2021-26857", "CVE-2021-27065"]
-    assert all("(partly)" in a for a in assessed)
+    assert [a.split(" ")[0] for a in assessed] == [
+        "CVE-2021-26855", "CVE-2021-26857", "CVE-2021-27065", "CVE-2021-34473:", "CVE-2021-34523:",
+        "CVE-2021-31207", "CVE-2022-41040:", "CVE-2022-41082"]
     text = "\n".join(gaps)
     assert "CVE-2021-26855 only partly assessed: Exchange HttpProxy logs" in text
     assert "CVE-2021-26857 only partly assessed: the Application event log" in text
     assert "CVE-2021-26858 not assessed: OABGeneratorLog" in text
-    assert "ProxyShell" in text
+    assert "CVE-2022-41082 only partly assessed: Rps_Http logs" in text
+    assert "CVE-2021-34473" not in text  # IIS logs are all it needs
 
 
-def test_full_evidence_assesses_every_log_based_cve() -> None:
-    kinds = ("httpproxy", "ecp-server", "oabgenerator", "iis")
+def test_full_evidence_assesses_every_cve() -> None:
+    kinds = ("httpproxy", "ecp-server", "oabgenerator", "iis", "rps-http", "evtx:Application",
+             "evtx:MSExchange Management")
     assessed, gaps = assessment({k: coverage(k) for k in kinds})
-    assert {a.split(":")[0] for a in assessed} == {"CVE-2021-26855", "CVE-2021-26858", "CVE-2021-27065"}
-    assert [g.split(" ")[0] for g in gaps] == ["CVE-2021-26857", "ProxyShell"]
-    assessed, gaps = assessment({k: coverage(k) for k in (*kinds, "evtx:Application")})
-    assert [g.split(" ")[0] for g in gaps] == ["ProxyShell"]
+    assert gaps == ()
+    assert len(assessed) == 9 and not [a for a in assessed if "(partly)" in a]
+    assessed, gaps = assessment({k: coverage(k) for k in kinds[:4]})
+    assert [g.split(" ")[0] for g in gaps] == ["CVE-2021-26857", "CVE-2021-31207", "CVE-2022-41082"]
 
 
 def test_files_with_no_records_do_not_count_as_assessed() -> None:

@@ -8,20 +8,22 @@ from exhunt.analysis.chains import BuildSeen, build_at, open_cves
 from exhunt.model import Finding, Level, SourceCoverage, Stage, utc_iso
 
 SYSMON, SECURITY = "evtx:Microsoft-Windows-Sysmon/Operational", "evtx:Security"
+MANAGEMENT = "evtx:MSExchange Management"
 #: CVE -> (sources that assess it, sources that assess it in part, what a full assessment needs).
 CVE_EVIDENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "CVE-2021-26855": (("httpproxy",), ("iis",), "Exchange HttpProxy logs (Logging\\HttpProxy)"),
     "CVE-2021-26857": (("evtx:Application",), (SYSMON, SECURITY),
                        "the Application event log (MSExchange Unified Messaging errors)"),
     "CVE-2021-26858": (("oabgenerator",), (SYSMON,), "OABGeneratorLog (Logging\\OABGeneratorLog)"),
-    "CVE-2021-27065": (("ecp-server",), ("httpproxy", "iis", "evtx:MSExchange Management"),
-                       "ECP server logs (Logging\\ECP\\Server)"),
+    "CVE-2021-27065": (("ecp-server",), ("httpproxy", "iis", MANAGEMENT), "ECP server logs (Logging\\ECP\\Server)"),
+    "CVE-2021-34473": (("iis",), (), "IIS logs (autodiscover.json requests)"),
+    "CVE-2021-34523": (("iis",), ("rps-http",), "IIS logs (X-Rps-CAT / PowerShell back-end requests)"),
+    "CVE-2021-31207": ((MANAGEMENT,), (SYSMON, "iis"),
+                       "the MSExchange Management event log (New-MailboxExportRequest)"),
+    "CVE-2022-41040": (("iis",), (), "IIS logs (autodiscover.json + PowerShell requests)"),
+    "CVE-2022-41082": (("rps-http",), ("iis", MANAGEMENT),
+                       "Rps_Http logs (Logging\\CmdletInfra\\Powershell-Proxy\\Http)"),
 }
-#: Said of every host until the successor campaigns' detections exist.
-SUCCESSORS_NOTE = (
-    "ProxyShell (CVE-2021-34473, CVE-2021-34523, CVE-2021-31207) and ProxyNotShell (CVE-2022-41040, "
-    "CVE-2022-41082) exploitation not assessed: this version only reports exposure to them"
-)
 #: Findings at these levels do not move a host's stage (hunting leads, scanners, mitigations).
 NO_STAGE = Level.INFORMATIONAL
 #: Findings at these levels move a host at most to ``probed``.
@@ -95,7 +97,6 @@ def assessment(coverage: Mapping[str, SourceCoverage]) -> tuple[tuple[str, ...],
             not_assessed.append(f"{cve} only partly assessed: {needs} not among the evidence")
         else:
             not_assessed.append(f"{cve} not assessed: {needs} not among the evidence")
-    not_assessed.append(SUCCESSORS_NOTE)
     return tuple(assessed), tuple(not_assessed)
 
 
