@@ -9,6 +9,7 @@ from pathlib import Path
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.readers import FileFacts, iisconfig
+from exhunt.readers.lines import iter_lines
 from exhunt.scan import scan
 
 APPLICATION_HOST = """<?xml version="1.0" encoding="UTF-8"?>
@@ -52,7 +53,8 @@ EOMT = """                    <rule name="X-AnonResource-Backend Abort - inbound
 
 def test_reader_keeps_elements_with_location_and_line() -> None:
     text = APPLICATION_HOST.replace("{rules}", EEMS + '\n<rule name="a &amp; &lt;b&gt;" />')
-    records = list(iisconfig.read(io.BytesIO(text.encode()), FileDiagnostics("x"), FileFacts()))
+    diags = FileDiagnostics("x")
+    records = list(iisconfig.read(iter_lines(io.BytesIO(text.encode()), diags), diags, FileFacts()))
     rules = [r for r in records if r.fields["Element"] == "rule"]
     assert [r.fields["name"] for r in rules] == ["EEMS M1.1 PowerShell - inbound", "a & <b>"]
     assert rules[0].fields["Location"] == "Default Web Site" and rules[0].line == 19

@@ -6,8 +6,8 @@ import io
 from datetime import UTC, datetime
 
 from exhunt.diagnostics import FileDiagnostics
-from exhunt.readers import FileFacts, textlog, w3c
-from exhunt.readers.lines import MAX_LINE
+from exhunt.readers import FileFacts
+from exhunt.readers.lines import MAX_LINE, iter_lines
 from exhunt.sources import ECP_FIELDS, HTTPPROXY_FIELDS, KINDS, classify_content, classify_path
 
 HP_HEADER = "#Fields: " + ",".join(HTTPPROXY_FIELDS)
@@ -36,9 +36,12 @@ def hp_row(**values: str) -> str:
 
 def read(kind: str, data: bytes) -> tuple[list, FileDiagnostics, FileFacts]:
     diags, facts = FileDiagnostics("C:\\test.log"), FileFacts()
-    reader = KINDS[kind].reader
-    assert reader is not None
-    return list(reader(io.BytesIO(data), diags, facts)), diags, facts
+    lines = iter_lines(io.BytesIO(data), diags)
+    return list(KINDS[kind].reader(lines, diags, facts)), diags, facts
+
+
+def read_w3c(data: bytes) -> tuple[list, FileDiagnostics, FileFacts]:
+    return read("iis", data)
 
 
 def test_httpproxy_fields_by_header_with_quoted_comma_and_build() -> None:
@@ -143,8 +146,7 @@ def test_iis_plus_decoding_aliases_and_mid_file_fields_change() -> None:
               "python-requests/2.25.1 - 200 0 0 31\r\n"
             + "#Fields: date time cs-method cs-uri-stem cs(User-Agent) sc-status\r\n"
             + "2021-03-03 06:51:00 GET /owa/ Mozilla/5.0+(Windows+NT+10.0;+Win64;+x64) 200\r\n")
-    diags, facts = FileDiagnostics("u_ex210303.log"), FileFacts()
-    records = list(w3c.read(io.BytesIO(data.encode()), diags, facts))
+    records, diags, facts = read_w3c(data.encode())
     assert records[0].fields["cs-uri"] == "/ecp/y.js?&CorrelationID=<empty>;&cafeReqId=a;"
     assert records[0].fields["cs-username"] == ""
     assert records[1].fields["cs-user-agent"] == "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"
@@ -156,8 +158,7 @@ def test_iis_plus_decoding_aliases_and_mid_file_fields_change() -> None:
 def test_iis_without_header_assumes_exchange_fields_and_skips_separators() -> None:
     data = (b"2021-03-05 03:06:27 xxx GET /owa/auth/RedirSuiteServerProxy.aspx &CorrelationID=<empty>; 443 - "
             b"139.162.202.236 Mozilla/5.0+(Windows+NT+10.0) - 200 0 0 133\n-----\n")
-    diags, facts = FileDiagnostics("x.log"), FileFacts()
-    records = list(w3c.read(io.BytesIO(data), diags, facts))
+    records, diags, _ = read_w3c(data)
     assert records[0].fields["c-ip"] == "139.162.202.236"
     assert records[1].fields == {}
     assert diags.counts["EXH-R004"] == 1 and diags.counts["EXH-R002"] == 1
@@ -166,13 +167,13 @@ def test_iis_without_header_assumes_exchange_fields_and_skips_separators() -> No
 def test_iis_date_from_directive_when_no_date_field() -> None:
     data = (b"#Date: 2013-07-30 00:00:00\n#Fields: time c-ip cs-method cs-uri-stem sc-status\n"
             b"00:00:03 10.1.1.1 GET /a 200\n")
-    records = list(w3c.read(io.BytesIO(data), FileDiagnostics("x"), FileFacts()))
+    records, _, _ = read_w3c(data)
     assert records[0].time == datetime(2013, 7, 30, 0, 0, 3, tzinfo=UTC)
 
 
 def test_textlog_leading_time_and_message() -> None:
     data = b"2021-03-03T06:50:11.904Z,Download failed and temporary file 'x' needs to be removed.\r\n\r\n"
-    records = list(textlog.read(io.BytesIO(data), FileDiagnostics("x"), FileFacts()))
+    records, _, _ = read("oabgenerator", data)
     assert len(records) == 1
     assert records[0].time == datetime(2021, 3, 3, 6, 50, 11, 904000, tzinfo=UTC)
     assert records[0].fields["Message"].startswith("2021-03-03T06:50:11.904Z,Download failed")
@@ -200,8 +201,7 @@ def test_iis_decoded_uri_for_proxyshell_forms() -> None:
             + "2022-11-15 08:21:04 10.0.0.5 POST /owa/mastermailbox%40outlook.com/powershell - 443 - 203.0.113.45 "
               "- - 200 0 0 12\r\n"
             + "2022-11-15 08:21:05 10.0.0.5 GET /owa/%zz%4/%E9t%C3%A9 a=%25+b 443 - 203.0.113.45 - - 404 0 0 1\r\n")
-    diags, facts = FileDiagnostics("u_ex210813.log"), FileFacts()
-    records = list(w3c.read(io.BytesIO(data.encode()), diags, facts))
+    records, diags, _ = read_w3c(data.encode())
     assert diags.total == 0
     first, second, third = (record.fields for record in records)
     # cs-uri is unchanged; the decoded form turns %3F into '?', keeps '+' (not a space in a URI)
@@ -221,5 +221,5 @@ def test_iis_decoded_uri_for_proxyshell_forms() -> None:
 
 def test_iis_line_that_does_not_fit_has_no_decoded_uri() -> None:
     data = IIS_HEADER + "2021-03-03 06:50:01 only four tokens\r\n"
-    records = list(w3c.read(io.BytesIO(data.encode()), FileDiagnostics("x"), FileFacts()))
+    records, _, _ = read_w3c(data.encode())
     assert records[0].fields == {}

@@ -21,7 +21,6 @@ CODES: dict[str, tuple[str, str]] = {
     "EXH-L006": ("error", "directory could not be listed"),
     # classification of artefacts
     "EXH-S001": ("info", "file not recognised as a supported evidence source"),
-    "EXH-S002": ("warning", "evidence source recognised but not read by this version"),
     # readers
     "EXH-R001": ("error", "file could not be opened or read"),
     "EXH-R002": ("warning", "line does not fit the column header (extra cells: raw text only; missing cells: empty)"),
@@ -37,6 +36,9 @@ CODES: dict[str, tuple[str, str]] = {
     "EXH-K001": ("error", "rule file could not be parsed or validated"),
     "EXH-K002": ("warning", "rule uses a feature the matcher cannot evaluate; rule skipped"),
     "EXH-K003": ("warning", "rule logsource matches no evidence source exhunt reads; rule skipped"),
+    # file-tree scan
+    "EXH-F001": ("info", "file larger than the content-scan limit: hashed in full, first N bytes scanned"),
+    "EXH-F002": ("warning", "content scan timed out or failed; the file was hashed and checked against the IOCs only"),
 }
 
 #: How many diagnostics of one code are listed per file before they are only counted.

@@ -14,12 +14,14 @@ from exhunt import diagnostics as diag
 from exhunt.analysis import exposure, mitigations, verdict
 from exhunt.analysis.chains import BuildSeen, chains
 from exhunt.engine.correlate import BaseMatch, correlate
+from exhunt.engine.prefilter import LineCounts
 from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
 from exhunt.model import Diagnostic, Exposure, Finding, HostResult, Record, ScanResult, SourceCoverage
 from exhunt.readers import FileFacts
+from exhunt.readers.lines import iter_lines
 from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
 
 #: Longest text of one evidence field kept in a finding.
@@ -48,6 +50,7 @@ class ScanOptions:
     until: datetime | None = None
     rule_dirs: tuple[str, ...] = ()
     strict: bool = False
+    prefilter: bool = True
 
     def in_window(self, moment: datetime | None) -> bool:
         if moment is None:
@@ -76,15 +79,16 @@ class _HostState:
 
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
          until: datetime | None = None, rule_dirs: Sequence[str | Path] = (), strict: bool = False,
-         progress: Progress | None = None) -> ScanResult:
+         prefilter: bool = True, progress: Progress | None = None) -> ScanResult:
     """Scan evidence paths and return every host's verdict, findings and diagnostics.
 
     Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
-    warning about the evidence raises :class:`StrictStop`. Raises :class:`ValueError` for
+    warning about the evidence raises :class:`StrictStop`. ``prefilter`` (on by default) parses
+    only the lines that hold a rule's literal; the findings are the same either way. Raises :class:`ValueError` for
     contradictory arguments.
     """
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
-                          strict)
+                          strict, prefilter)
     started = datetime.now(UTC)
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
@@ -116,12 +120,6 @@ def _scan_collection(collection: Collection, rules: RuleSet, options: ScanOption
             progress(evidence.path, index, total)
         kind = _classify(evidence, collection.layout, state)
         if kind is None:
-            continue
-        source = KINDS[kind]
-        if source.reader is None:
-            state.count(kind, files=1, size=evidence.size)
-            state.diagnostics.append(diag.make("EXH-S002", f"{source.label} are not read by this version",
-                                               evidence.path))
             continue
         _read_file(evidence, kind, rules, options, state)
     host = options.host or collection.hostname or _most_common(state.servers) or collection.label
@@ -179,13 +177,20 @@ def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | N
 def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions,
                state: _HostState) -> None:
     source = KINDS[kind]
-    assert source.reader is not None
     file_diags = diag.FileDiagnostics(evidence.path)
     facts = FileFacts()
     kind_rules = rules.for_kind(kind)
+    wanted = options.prefilter and not source.binary and not source.keep_records
+    prefilter = rules.prefilter(kind) if wanted else None
+    counts = LineCounts()
     try:
         with evidence.open() as stream:
-            for record in source.reader(stream, file_diags, facts):
+            if source.binary:
+                records = source.reader(stream, file_diags, facts)
+            else:
+                lines = prefilter.lines(stream, file_diags, counts) if prefilter else iter_lines(stream, file_diags)
+                records = source.reader(lines, file_diags, facts)
+            for record in records:
                 if source.keep_records:
                     state.kept.append((record, evidence.path, evidence.mtime))
                 if options.in_window(record.time):
@@ -194,6 +199,8 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
     except Exception as exc:  # a reader must never end the scan: report it and go on
         file_diags.add("EXH-R001", f"reader error after {facts.records} records: {type(exc).__name__}: {exc}")
+    if prefilter is not None and not counts.full:
+        facts.records = counts.data_lines
     state.count(kind, files=1, records=facts.records, problems=file_diags.total, size=evidence.size)
     state.times.setdefault(kind, []).extend(t for t in (facts.first, facts.last) if t is not None)
     for part, (records, first, last) in facts.parts.items():
@@ -211,7 +218,10 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
 
 def _match(record: Record, kind_rules: Sequence[CompiledRule], evidence: EvidenceFile, kind: str,
            state: _HostState) -> None:
+    lowered = record.raw.lower()
     for rule in kind_rules:
+        if rule.literals is not None and not any(literal in lowered for literal in rule.literals):
+            continue  # the line lacks every literal the rule needs: it cannot match
         if not rule.match(record):
             continue
         if rule.hidden:
@@ -232,10 +242,17 @@ def _finding(rule: CompiledRule, record: Record, evidence: EvidenceFile, kind: s
         source=evidence.path,
         line=record.line,
         evidence=shown,
-        client_ip=(record.fields.get(ip_field) or None) if ip_field else None,
+        client_ip=_origin(record.fields.get(ip_field, "")) if ip_field else None,
         source_kind=kind,
         origin=evidence.origin,
     )
+
+
+def _origin(addresses: str) -> str | None:
+    """The originating client of a ``ClientIpAddress`` that may list proxy hops (``a b``, ``a -> b``, ``a,b``)."""
+    for token in addresses.replace("->", " ").replace(",", " ").split():
+        return token
+    return None
 
 
 def _most_common(counter: Counter[str]) -> str | None:

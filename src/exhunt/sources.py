@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from exhunt.readers import Reader, evtx, exchange_csv, iisconfig, textlog, w3c
+from exhunt.readers import LineReader, StreamReader, evtx, exchange_csv, iisconfig, textlog, w3c
 
 HTTPPROXY_FIELDS = tuple(
     "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,"
@@ -47,8 +47,10 @@ class SourceKind:
 
     name: str
     label: str
-    reader: Reader | None
+    reader: LineReader | StreamReader
     client_ip_field: str | None = None
+    #: The reader takes the byte stream (binary formats) instead of lines.
+    binary: bool = False
     #: Records are kept for host-level analysis (configuration), not only matched against rules.
     keep_records: bool = False
 
@@ -66,7 +68,7 @@ KINDS: dict[str, SourceKind] = {
         SourceKind("rps-http", "Exchange Rps_Http (remote PowerShell) logs",
                    partial(exchange_csv.read, default_fields=RPS_HTTP_FIELDS), "ClientIpAddress"),
         SourceKind("iis", "IIS W3C logs", w3c.read, "c-ip"),
-        SourceKind("evtx", "Windows event logs (EVTX)", evtx.read),
+        SourceKind("evtx", "Windows event logs (EVTX)", evtx.read, binary=True),
         SourceKind("iis-config", "IIS configuration (applicationHost.config, web.config)", iisconfig.read,
                    keep_records=True),
     )

@@ -7,7 +7,7 @@ diagnostic naming the file and the reason; the other rules are still loaded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -19,6 +19,7 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from exhunt.diagnostics import make
+from exhunt.engine.prefilter import Prefilter
 from exhunt.engine.sigma import (
     CompiledCorrelation,
     CompiledRule,
@@ -36,9 +37,18 @@ class RuleSet:
     rules: tuple[CompiledRule, ...]
     correlations: tuple[CompiledCorrelation, ...]
     diagnostics: tuple[Diagnostic, ...]
+    _prefilters: dict[str, Prefilter | None] = field(default_factory=dict, compare=False, repr=False)
 
     def for_kind(self, kind: str) -> tuple[CompiledRule, ...]:
         return tuple(rule for rule in self.rules if rule.kind == kind)
+
+    def prefilter(self, kind: str) -> Prefilter | None:
+        """The literal prefilter of a text source kind; ``None`` when a rule has no provable literal."""
+        if kind not in self._prefilters:
+            literal_sets = [rule.literals for rule in self.for_kind(kind)]
+            provable = all(lits is not None for lits in literal_sets)
+            self._prefilters[kind] = Prefilter(frozenset().union(*literal_sets)) if provable else None
+        return self._prefilters[kind]
 
     @property
     def infos(self) -> tuple[RuleInfo, ...]:
@@ -126,4 +136,4 @@ def compile_files(files: Iterable[tuple[str, str]]) -> RuleSet:
 
 
 def _hide(rule: CompiledRule) -> CompiledRule:
-    return CompiledRule(rule.info, rule.kind, rule.match, rule.fields, rule.name, hidden=True)
+    return replace(rule, hidden=True)

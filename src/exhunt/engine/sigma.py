@@ -38,6 +38,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from exhunt.engine.literals import required
 from exhunt.engine.taxonomy import windows_channels
 from exhunt.model import FindingStage, Level, Record, RuleInfo
 
@@ -100,6 +101,8 @@ class CompiledRule:
     fields: tuple[str, ...]
     name: str
     hidden: bool = False
+    #: Literals one of which every matching raw line holds (``None``: not provable; see literals.py).
+    literals: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,8 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
     conditions = rule.detection.parsed_condition
     if len(conditions) != 1:
         raise UnsupportedRule("rules with several conditions are not supported")
-    predicate = _compile_node(conditions[0].parse())
+    tree = conditions[0].parse()
+    predicate = _compile_node(tree)
     gate = _logsource_gate(rule.logsource)
     if gate is not None:
         detection = predicate
@@ -157,6 +161,7 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
         match=predicate,
         fields=tuple(rule.fields or ()),
         name=rule.name or str(rule.id),
+        literals=None if gate is not None else required(tree, kind),
     )
 
 

@@ -1,14 +1,15 @@
 """Streaming readers, one module per evidence format.
 
-Every reader is a generator ``read(stream, diags, facts) -> Iterator[Record]``: it never
-raises for bad input (problems go to ``diags``) and notes what it learns about the file
-(time span, Exchange builds, server names) in ``facts``.
+Every reader is a generator ``read(source, diags, facts) -> Iterator[Record]`` whose source
+is the file's lines (text formats: all of them, or only the prefilter's candidates) or its
+byte stream (EVTX). It never raises for bad input (problems go to ``diags``) and notes what
+it learns about the file (time span, Exchange builds, server names) in ``facts``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO
@@ -53,4 +54,5 @@ class FileFacts:
             span[1] = moment if span[1] is None else max(span[1], moment)
 
 
-Reader = Callable[[IO[bytes], FileDiagnostics, FileFacts], Iterator[Record]]
+LineReader = Callable[[Iterable[tuple[int, str]], FileDiagnostics, FileFacts], Iterator[Record]]
+StreamReader = Callable[[IO[bytes], FileDiagnostics, FileFacts], Iterator[Record]]

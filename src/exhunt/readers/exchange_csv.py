@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from typing import IO
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import MAX_LINE, directive, iter_lines, parse_iso_utc
+from exhunt.readers.lines import MAX_LINE, Lines, directive, parse_iso_utc
 
 # A field may be as long as the longest line a reader keeps.
 csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
@@ -30,13 +29,13 @@ _ECP_BUILD = re.compile(r"S:BLD=(\d+\.\d+\.\d+\.\d+)", re.IGNORECASE)
 _VERSIONED_LOG_TYPES = ("httpproxy logs", "rps http logs", "ews logs", "rps cmdlet logs")
 
 
-def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts,
+def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts,
          default_fields: tuple[str, ...] = ()) -> Iterator[Record]:
     """Stream the records of one Exchange CSV log."""
     fields: tuple[str, ...] = ()
     version: str | None = None
     assumed = False
-    for number, text in iter_lines(stream, diags):
+    for number, text in lines:
         if not text.strip():
             continue
         if text.startswith("#"):

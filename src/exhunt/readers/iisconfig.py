@@ -13,22 +13,21 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from typing import IO
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import iter_lines
+from exhunt.readers.lines import Lines
 
 ELEMENTS = ("rule", "site", "application", "virtualDirectory", "location")
 _TAG = re.compile(r"<(/?)(" + "|".join(ELEMENTS) + r")\b([^<>]*?)(/?)>")
 _ATTRIBUTE = re.compile(r"([\w.:-]+)\s*=\s*\"([^\"]*)\"")
 
 
-def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
+def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
     """Stream one record per element of interest, with the line it starts on."""
     location = ""
-    for number, text in iter_lines(stream, diags):
+    for number, text in lines:
         for closing, name, attributes, empty in _TAG.findall(text):
             if name == "location":
                 if closing:

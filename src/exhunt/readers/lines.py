@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Protocol
 
 from exhunt.diagnostics import FileDiagnostics
+
+#: Physical lines of a text file as (1-based line number, text without terminator).
+Lines = Iterable[tuple[int, str]]
 
 #: Longest line kept, in bytes; the rest of a longer line is dropped with a diagnostic.
 MAX_LINE = 1 << 20

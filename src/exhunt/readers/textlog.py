@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import IO
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import iter_lines, parse_iso_utc
+from exhunt.readers.lines import Lines, parse_iso_utc
 
 _LEADING_TIME = re.compile(r"^\W?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)")
 
 
-def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
+def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
     """Stream one record per non-empty, non-directive line."""
-    for number, text in iter_lines(stream, diags):
+    for number, text in lines:
         if not text.strip() or text.startswith("#"):
             continue
         match = _LEADING_TIME.match(text)

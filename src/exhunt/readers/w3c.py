@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
-from typing import IO
 from urllib.parse import unquote
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
 from exhunt.readers import FileFacts
-from exhunt.readers.lines import directive, iter_lines
+from exhunt.readers.lines import Lines, directive
 
 #: The default field set IIS writes on Exchange servers (detections.md §1.5).
 EXCHANGE_DEFAULT_FIELDS = (
@@ -30,11 +29,11 @@ _ALIASES = {"cs(User-Agent)": "cs-user-agent", "cs(Referer)": "cs-referer", "cs(
 _PLUS_DECODED = ("cs(User-Agent)", "cs(Referer)")
 
 
-def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
+def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
     """Stream the requests of one IIS log file."""
     fields: tuple[str, ...] = ()
     default_day: date | None = None
-    for number, text in iter_lines(stream, diags):
+    for number, text in lines:
         if not text.strip():
             continue
         if text.startswith("#"):

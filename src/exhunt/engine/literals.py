@@ -1,0 +1,129 @@
+"""Literals a raw log line must contain for a rule to match it (the prefilter's input).
+
+From a rule's parsed condition, compute a set of lower-case strings such that every line the
+rule can match contains at least one of them, or ``None`` when that cannot be proved (a ``not``
+at the top, a CIDR or numeric comparison, a field whose raw form is not its value). Value
+strings are turned into what the raw line holds: CSV logs double quotes inside quoted cells
+(so only quote-free pieces are used), IIS writes spaces in user agents and referers as ``+``,
+``cs-uri`` joins stem and query with ``?`` where the log has a space, and percent-decoded
+fields are never provable (any character may arrive encoded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars
+
+try:  # Python 3.11 keeps the regex parser in sre_parse; 3.12 moved it to re._parser
+    from re import _parser as sre_parser  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    import sre_parse as sre_parser  # type: ignore[no-redef]
+
+Literals = frozenset[str] | None
+
+#: Fields whose raw form is not their value in a way that keeps any literal provable.
+UNPROVABLE_FIELDS = frozenset({"cs-uri-decoded"})
+#: IIS fields written with ``+`` for spaces.
+PLUS_FIELDS = frozenset({"cs(User-Agent)", "cs(Referer)", "cs-user-agent", "cs-referer"})
+_QUOTES = re.compile(r"[\"']")
+
+
+def required(node: object, kind: str) -> Literals:
+    """Literals one of which every line matching ``node`` contains; ``None`` if unprovable."""
+    if isinstance(node, ConditionAND):
+        options = [lits for lits in (required(arg, kind) for arg in node.args) if lits]
+        return max(options, key=_strength, default=None)
+    if isinstance(node, ConditionOR):
+        parts = [required(arg, kind) for arg in node.args]
+        if not parts or any(not part for part in parts):
+            return None
+        return frozenset().union(*parts)  # type: ignore[arg-type]
+    if isinstance(node, ConditionNOT):
+        return None
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if node.field in UNPROVABLE_FIELDS:
+            return None
+        return _raw_form(_value_literal(node.value), node.field, kind)
+    if isinstance(node, ConditionValueExpression):
+        return _raw_form(_value_literal(node.value), None, kind)
+    return None
+
+
+def _strength(literals: frozenset[str]) -> tuple[int, int]:
+    """Prefer sets whose shortest literal is longest (fewer chance hits), then smaller sets."""
+    return (min(len(lit) for lit in literals), -len(literals))
+
+
+def _value_literal(value: object) -> str | None:
+    if isinstance(value, SigmaString):
+        pieces = _string_pieces(value.s)
+    elif isinstance(value, SigmaNumber):
+        pieces = [str(value.number)]
+    elif isinstance(value, SigmaRegularExpression):
+        pieces = regex_pieces(value.regexp.to_plain())
+    else:
+        return None
+    return max(pieces, key=len, default=None) or None
+
+
+def _string_pieces(parts: Iterable[object]) -> list[str]:
+    pieces, current = [], ""
+    for part in parts:
+        if isinstance(part, str):
+            current += part
+        elif part in (SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE):
+            pieces.append(current)
+            current = ""
+        else:  # placeholders and other special values
+            return []
+    pieces.append(current)
+    return [piece for piece in pieces if piece]
+
+
+def regex_pieces(pattern: str) -> list[str]:
+    """Literal runs every match of ``pattern`` contains: those of its top-level sequence and groups."""
+    try:
+        parsed = sre_parser.parse(pattern)
+    except (re.error, RecursionError):
+        return []
+    return _runs(parsed)
+
+
+def _runs(sequence: Iterable[tuple[object, object]]) -> list[str]:
+    pieces, current = [], ""
+    for op, arg in sequence:
+        if op is sre_parser.LITERAL:
+            current += chr(arg)  # type: ignore[arg-type]
+            continue
+        if current:
+            pieces.append(current)
+            current = ""
+        if op is sre_parser.SUBPATTERN:  # a group in the sequence must match once
+            pieces.extend(_runs(arg[-1]))  # type: ignore[index]
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _raw_form(literal: str | None, field: str | None, kind: str) -> Literals:
+    """How ``literal`` appears in the raw line of ``kind``, as a one-element set, or ``None``."""
+    if not literal:
+        return None
+    pieces = [literal]
+    if kind != "iis" or field is None:
+        pieces = [piece for piece in _QUOTES.split(literal) if piece]  # CSV / ECP quoting doubles quotes
+    if kind == "iis" and field in PLUS_FIELDS:
+        pieces = [piece.replace(" ", "+") for piece in pieces]
+    if kind == "iis" and field == "cs-uri":
+        pieces = [piece for part in pieces for piece in part.split("?") if piece]
+    best = max(pieces, key=len, default="")
+    return frozenset({best.lower()}) if best else None

@@ -1,0 +1,184 @@
+"""Find the lines worth parsing by scanning raw bytes for every rule's literals at once.
+
+The literals of a source kind's rules (:mod:`exhunt.engine.literals`) are compiled into one
+Hyperscan database (case-insensitive). A file is read in large chunks cut at line boundaries;
+each chunk is scanned in one call, and only the lines holding a literal are decoded and handed
+to the reader, together with every directive/header line (``#...``, a bare ``DateTime,`` /
+``TimeStamp,`` column line) and the first and last data line, so that column mapping, builds
+and time spans stay right. Everything else is counted, not parsed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import hyperscan
+
+from exhunt.diagnostics import FileDiagnostics
+from exhunt.readers.lines import MAX_LINE, iter_lines
+
+#: Bytes read per scan call.
+CHUNK = 8 << 20
+#: Lines the reader always sees: directives and bare column-name lines.
+_STRUCTURE = (rb"(?m)^#", rb'(?m)^"?(DateTime|TimeStamp)"?,')
+_BARE_HEADER = re.compile(r'^"?(DateTime|TimeStamp)"?,')
+
+
+def _escape(literal: str) -> bytes:
+    return b"".join(b"\\x%02x" % byte for byte in literal.encode("utf-8"))
+
+
+class Prefilter:
+    """A compiled literal set; :meth:`lines` yields the candidate lines of one file."""
+
+    def __init__(self, literals: Iterable[str]) -> None:
+        self.literals = tuple(sorted(set(literals)))
+        expressions = [_escape(lit) for lit in self.literals] + list(_STRUCTURE)
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._db.compile(
+            expressions=expressions,
+            ids=list(range(len(expressions))),
+            elements=len(expressions),
+            flags=[hyperscan.HS_FLAG_CASELESS] * len(self.literals)
+            + [hyperscan.HS_FLAG_MULTILINE] * len(_STRUCTURE),
+        )
+
+    def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts) -> Iterator[tuple[int, str]]:
+        """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals."""
+        head = stream.read(CHUNK)
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            counts.full = True  # not what Exchange writes: decode everything the slow way
+            yield from counts.track(iter_lines(_Prepended(head, stream), diags))
+            return
+        if head.startswith(codecs.BOM_UTF8):
+            head = head[len(codecs.BOM_UTF8):]
+        yield from self._scan(head, stream, diags, counts)
+
+    def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics,
+              counts: LineCounts) -> Iterator[tuple[int, str]]:
+        carry, number, chunk, yielded = b"", 0, head, 0
+        last: tuple[int, bytes] | None = None
+        while chunk or carry:
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            if cut == 0 and len(data) > MAX_LINE:  # a line too long to hold: cut it
+                diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
+                data, cut = data[:MAX_LINE] + b"\n", MAX_LINE + 1
+                chunk = _skip_line(stream)
+                carry = b""
+            else:
+                carry, data = data[cut:], data[:cut]
+                chunk = stream.read(CHUNK) if chunk else b""
+            if not data:
+                continue
+            line, previous = number + 1, 0
+            for start, end in self._candidates(data, number == 0):
+                line += data.count(b"\n", previous, start)
+                previous = start
+                text = _decode(data[start:end], diags, line)
+                if not text or _BARE_HEADER.match(text):
+                    counts.directives += 1  # not a data line: counted as the full reader does
+                yield line, text
+                yielded = line
+            lines_here = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            counts.physical += lines_here
+            counts.directives += data.count(b"\n#") + data.startswith(b"#") + _blank_lines(data)
+            tail_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+            last = (number + lines_here, data[tail_start:])
+            number += lines_here
+        if last is None:
+            return
+        if not last[1].endswith(b"\n"):
+            diags.add("EXH-R006", "last line has no line terminator", last[0])
+        if last[0] > yielded:
+            yield last[0], _decode(last[1], diags, last[0])
+
+    def _candidates(self, data: bytes, first_chunk: bool) -> list[tuple[int, int]]:
+        ends: list[int] = []
+        self._db.scan(data, match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to))
+        if first_chunk:
+            ends.append(_first_data_line_end(data))
+        spans: dict[int, int] = {}
+        for to in ends:
+            start = data.rfind(b"\n", 0, max(to - 1, 0)) + 1 if to else 0
+            if start not in spans:
+                end = data.find(b"\n", max(to - 1, start))
+                spans[start] = len(data) if end < 0 else end + 1
+        return sorted(spans.items())
+
+
+@dataclass
+class LineCounts:
+    """Totals of one prefiltered file: physical lines, directive lines, and whether all were read."""
+
+    physical: int = 0
+    directives: int = 0
+    full: bool = False
+
+    @property
+    def data_lines(self) -> int:
+        return self.physical - self.directives
+
+    def track(self, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+        for number, text in lines:
+            self.physical = number
+            self.directives += text.startswith("#")
+            yield number, text
+
+
+def _blank_lines(data: bytes) -> int:
+    return data.count(b"\n\n") + data.count(b"\n\r\n") + data.startswith((b"\n", b"\r\n"))
+
+
+def _first_data_line_end(data: bytes) -> int:
+    position = 0
+    while position < len(data) and data.startswith(b"#", position):
+        position = data.find(b"\n", position) + 1 or len(data)
+    return min(position + 1, len(data))
+
+
+def _decode(raw: bytes, diags: FileDiagnostics, number: int) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        diags.add("EXH-R003", "invalid UTF-8 replaced", number)
+        text = raw.decode("utf-8", "replace")
+    return text.rstrip("\r\n")
+
+
+def _skip_line(stream: IO[bytes]) -> bytes:
+    """Drop the rest of an over-long line; return what follows it in the next read."""
+    while True:
+        block = stream.read(CHUNK)
+        if not block:
+            return b""
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return block[cut + 1:]
+
+
+class _Prepended:
+    """A stream whose first bytes were already read (for the UTF-16 fallback)."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            taken, self._head = (self._head, b"") if size < 0 else (self._head[:size], self._head[size:])
+            return taken
+        return self._stream.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._head:
+            cut = self._head.find(b"\n") + 1 or len(self._head)
+            cut = cut if size < 0 else min(cut, size)
+            line, self._head = self._head[:cut], self._head[cut:]
+            if line.endswith(b"\n") or (size >= 0 and len(line) >= size) or self._head:
+                return line
+            return line + self._stream.readline(-1 if size < 0 else size - len(line))
+        return self._stream.readline(size)
