@@ -12,6 +12,7 @@ from rich.table import Table
 
 from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
 from exhunt.model import Mitigation, ScanResult, Stage, utc_iso
+from exhunt.outputs import timesketch
 
 STAGE_STYLE = {
     Stage.UNKNOWN: "magenta",
@@ -41,6 +42,8 @@ def render(result: ScanResult, console: Console, verbose: int = 0,
         console.print(f"Diagnostics: {summary} (see the JSON output for each one)", highlight=False)
     for path in written:
         console.print(f"Wrote {escape(str(path))}", highlight=False)
+        if path.name == timesketch.FILE_NAME and (skipped := timesketch.untimed(result.findings)):
+            console.print(f"  {skipped} finding(s) without a time left out of {path.name}", highlight=False)
     elapsed = (result.finished - result.started).total_seconds()
     console.print(f"{len(result.hosts)} host(s), {len(result.findings)} finding(s), "
                   f"{len(result.rules)} rules, {elapsed:.1f} s", highlight=False)
