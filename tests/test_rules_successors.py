@@ -25,8 +25,9 @@ Row = Mapping[str, object]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 PS_RULES = {"PS-SSRF-1", "PS-SSRF-1-ATTEMPT", "PS-SSRF-1y", "PS-SSRF-1y-ATTEMPT", "PS-SSRF-2", "PS-SSRF-3"}
+PS_RPS_RULES = {"PS-RPS-1", "PS-RPS-1-ATTEMPT"}
 PNS_RULES = {"PNS-SSRF-1", "PNS-SSRF-2", "PNS-SSRF-3", "PNS-OWA-1", "PNS-OWA-2", "PNS-OWA-2-ATTEMPT", "PNS-OWA-3"}
-NEW_RULES = PS_RULES | PNS_RULES
+NEW_RULES = PS_RULES | PS_RPS_RULES | PNS_RULES
 PNS_OWA = {"PNS-OWA-1", "PNS-OWA-2", "PNS-OWA-2-ATTEMPT", "PNS-OWA-3"}
 
 #: ProxyShell was disclosed in August 2021, OWASSRF in November 2022.
@@ -121,9 +122,10 @@ PS_401 = proxyshell(PWSH, 401)
 #: Autodiscover v2 as Outlook sends it (the legitimate shape PS-SSRF-2 excludes).
 AUTODISCOVER_V2 = req("GET", "/autodiscover/autodiscover.json/v1.0/alice@contoso.com", "Protocol=AutodiscoverV1",
                       ua=OUTLOOK_UA)
-#: ProxyNotShell/OWASSRF-era request with the mailbox written as %40 only: '@' exists only once decoded.
+#: ProxyNotShell-era request (authenticated, so no X-Rps-CAT) with the mailbox written as %40 only:
+#: '@' exists only once decoded.
 PNS_ENCODED = req("POST", "/autodiscover/autodiscover.json",
-                  f"a=x%40evil.corp/powershell/?X-Rps-CAT={RPS_CAT}&Email=autodiscover/autodiscover.json%3F%40evil.corp"
+                  "a=x%40evil.corp/powershell/?&Email=autodiscover/autodiscover.json%3F%40evil.corp"
                   + CAFE)
 
 
@@ -148,6 +150,8 @@ def rps(client: str, status: int = 200, **fields: object) -> dict[str, object]:
     return {"ClientInfo": client, "HttpStatus": status, **fields}
 
 
+#: ProxyShell's Rps_Http query: the forged token next to the Autodiscover SSRF marker.
+RPS_QUERY = f"?X-Rps-CAT={RPS_CAT}&Email=autodiscover/autodiscover.json%3F@evil.corp"
 #: Hops as the Rps_Http log keeps them: origin first, separated by spaces (CrowdStrike prints ' -> ').
 HOPS = f"{ATTACKER} {FRONT_END}"
 
@@ -168,19 +172,20 @@ def nm(rule: str, kind: str, rows: Sequence[Row], *, instead: Sequence[str] = ()
 CASES = [
     # PS-SSRF-1: ProxyShell URL answered 200/301
     tp("PS-SSRF-1", "iis", [PS_200],
-       also=["PS-SSRF-1y", "PS-SSRF-2", "PS-SSRF-3", "PNS-SSRF-1", "PNS-SSRF-2"],
-       absent=["PS-SSRF-1-ATTEMPT", "PS-SSRF-1y-ATTEMPT", *PNS_OWA], id="powershell-200"),
+       also=["PS-SSRF-1y", "PS-SSRF-2", "PS-SSRF-3"],
+       absent=["PS-SSRF-1-ATTEMPT", "PS-SSRF-1y-ATTEMPT", "PNS-SSRF-1", "PNS-SSRF-2", *PNS_OWA],
+       id="powershell-200"),
     tp("PS-SSRF-1", "iis", [proxyshell("mapi/nspi/", method="GET")], also=["PS-SSRF-1y", "PS-SSRF-2"],
        absent=["PS-SSRF-3", "PNS-SSRF-1", "PNS-SSRF-2"], id="mapi-nspi-200"),
     tp("PS-SSRF-1", "iis", [proxyshell("EWS/exchange.asmx", 301)],
        absent=["PS-SSRF-1y", "PS-SSRF-1-ATTEMPT", "PS-SSRF-2"], id="ews-301"),
     tp("PS-SSRF-1", "iis-backend",
        [backend(PSRP_UA, f"X-Rps-CAT={RPS_CAT}&Email=autodiscover/autodiscover.json%3F@evil.corp")],
-       also=["PS-SSRF-1y", "PNS-SSRF-2"], absent=["PS-SSRF-2", "PS-SSRF-3", "PNS-SSRF-1", "PNS-OWA-3"],
+       also=["PS-SSRF-1y"], absent=["PS-SSRF-2", "PS-SSRF-3", "PNS-SSRF-1", "PNS-SSRF-2", "PNS-OWA-3"],
        id="backend-leg"),
     nm("PS-SSRF-1", "iis", [PS_401], instead=["PS-SSRF-1-ATTEMPT", "PS-SSRF-1y-ATTEMPT", "PS-SSRF-2"],
        absent=["PS-SSRF-1y", "PNS-SSRF-1"], id="probe-401"),
-    nm("PS-SSRF-1", "iis", [proxyshell(PWSH, 500)], instead=["PS-SSRF-1y", "PS-SSRF-3", "PNS-SSRF-2"],
+    nm("PS-SSRF-1", "iis", [proxyshell(PWSH, 500)], instead=["PS-SSRF-1y", "PS-SSRF-3"],
        absent=["PS-SSRF-1-ATTEMPT", "PS-SSRF-2"], id="status-500"),
     nm("PS-SSRF-1", "iis", [AUTODISCOVER_V2], absent=NEW_RULES, id="autodiscover-v2"),
     # PS-SSRF-1-ATTEMPT: the same refused (401), or a PoC marker with 401
@@ -233,13 +238,14 @@ CASES = [
        instead=["PS-SSRF-1"], id="backend-leg"),
     # PNS-SSRF-1: autodiscover.json path, powershell and '@' decoded, 200
     tp("PNS-SSRF-1", "iis-pns", [PNS_ENCODED], also=["PNS-SSRF-2", "PS-SSRF-1"], id="percent-encoded-at"),
-    tp("PNS-SSRF-1", "iis-pns", [PS_200], id="at-sign"),
+    tp("PNS-SSRF-1", "iis-pns", [proxyshell("Powershell", method="GET", domain="zdi")], id="at-sign"),
+    nm("PNS-SSRF-1", "iis-pns", [PS_200], instead=["PS-SSRF-1"], absent=["PNS-SSRF-2"], id="proxyshell-token"),
     nm("PNS-SSRF-1", "iis-pns", [{**PNS_ENCODED, "sc-status": 401}], instead=["PNS-SSRF-2", "PS-SSRF-1-ATTEMPT"],
        id="status-401"),
     nm("PNS-SSRF-1", "iis-pns", [req("POST", "/autodiscover/autodiscover.json", f"a=x/powershell/{CAFE}")],
        instead=["PNS-SSRF-2", "PS-SSRF-1"], id="no-at"),
     nm("PNS-SSRF-1", "iis-pns-backend",
-       [backend(PSRP_UA, f"X-Rps-CAT={RPS_CAT}&Email=autodiscover/autodiscover.json%3F@evil.corp")],
+       [backend(PSRP_UA, "Email=autodiscover/autodiscover.json%3F@evil.corp")],
        instead=["PNS-SSRF-2"], id="path-not-autodiscover"),
     # PNS-SSRF-2: autodiscover and powershell in the decoded URL, any status
     tp("PNS-SSRF-2", "iis-pns", [{**PNS_ENCODED, "sc-status": 404}], absent=["PNS-SSRF-1"], id="blocked-404"),
@@ -278,6 +284,16 @@ CASES = [
     nm("PNS-OWA-3", "iis-pns-backend", [backend(POC_UA, ACTIVE_MONITOR)], absent=NEW_RULES, id="with-query"),
     nm("PNS-OWA-3", "iis-pns-backend", [backend(PSRP_UA, status=500)], absent=NEW_RULES, id="status-500"),
     nm("PNS-OWA-3", "iis-pns", [backend(PSRP_UA, port=443)], absent=NEW_RULES, id="front-end-port"),
+    # PS-RPS-1: ProxyShell's X-Rps-CAT session in Rps_Http
+    tp("PS-RPS-1", "rps-http", [rps(PSRP_UA, UrlQuery=RPS_QUERY)],
+       absent=["PNS-OWA-2", "PNS-OWA-2-ATTEMPT", "PS-RPS-1-ATTEMPT"], id="token-200"),
+    nm("PS-RPS-1", "rps-http", [rps(PSRP_UA, 401, UrlQuery=RPS_QUERY)],
+       instead=["PS-RPS-1-ATTEMPT"], absent=["PNS-OWA-2-ATTEMPT"], id="token-401"),
+    nm("PS-RPS-1", "rps-http", [rps("Microsoft WinRM Client", UrlQuery=f"?X-Rps-CAT={RPS_CAT}")],
+       absent=NEW_RULES, id="token-without-ssrf-marker"),
+    tp("PS-RPS-1-ATTEMPT", "rps-http", [rps(PSRP_UA, 500, UrlQuery=RPS_QUERY)],
+       absent=["PS-RPS-1"], id="token-500"),
+    nm("PS-RPS-1-ATTEMPT", "rps-http", [rps(PSRP_UA, 500)], instead=["PNS-OWA-2-ATTEMPT"], id="no-token"),
     # PNS-OWA-2: Rps_Http ClientInfo not Exchange's own, 200
     tp("PNS-OWA-2", "rps-http", [rps(PSRP_UA, ClientIpAddress=HOPS)], absent=["PNS-OWA-2-ATTEMPT"], id="psrp-200"),
     tp("PNS-OWA-2", "rps-http", [rps(POC_UA)], id="browser-ua-200"),
@@ -392,7 +408,7 @@ def test_nextron_dummy_proxyshell_line(samples: Path) -> None:
     """APTSimulator's hafnium-dummy.log (quoted_log_lines.md §5.3): one successful ProxyShell request."""
     result = scan([str(samples / "text_logs" / "nextron_aptsimulator__hafnium-dummy.log")])
     assert sorted((f.rule.id, f.line) for f in result.findings) == [
-        ("PNS-SSRF-1", 1), ("PNS-SSRF-2", 1), ("PS-SSRF-1", 1), ("PS-SSRF-1y", 1), ("PS-SSRF-3", 1),
+        ("PS-SSRF-1", 1), ("PS-SSRF-1y", 1), ("PS-SSRF-3", 1),
     ]
     # from 10.255.249.78, a private address: Sentinel's public-client rule stays quiet
     assert "PS-SSRF-2" not in {f.rule.id for f in result.findings}
@@ -401,12 +417,13 @@ def test_nextron_dummy_proxyshell_line(samples: Path) -> None:
 
 def test_debugprivilege_rps_http_excerpt(samples: Path) -> None:
     """ProxyShell lab Rps_Http excerpt: bare header line, directives, four rows answered 200 whose ClientInfo
-    is a browser user agent (line 7) and then Python PSRP Client (lines 8-10): none is Exchange's own."""
+    is a browser user agent (line 7) and then Python PSRP Client (lines 8-10), each with X-Rps-CAT."""
     path = samples / "text_logs" / "debugprivilege_proxyshell" / "Rps_Http_2023110922-1__ProxyShell_lab_excerpt.LOG"
     result = scan([str(path)])
     findings = sorted(result.findings, key=lambda f: f.line or 0)
-    assert [(f.rule.id, f.line) for f in findings] == [("PNS-OWA-2", 7), ("PNS-OWA-2", 8), ("PNS-OWA-2", 9),
-                                                       ("PNS-OWA-2", 10)]
+    # X-Rps-CAT + the Autodiscover marker in every query: ProxyShell's session, not OWASSRF's
+    assert [(f.rule.id, f.line) for f in findings] == [("PS-RPS-1", 7), ("PS-RPS-1", 8), ("PS-RPS-1", 9),
+                                                       ("PS-RPS-1", 10)]
     assert findings[0].evidence["ClientInfo"].startswith("Mozilla/5.0 (Windows NT 10.0; WOW64)")
     assert {f.evidence["ClientInfo"] for f in findings[1:]} == {"Python PSRP Client"}
     assert {f.evidence["HttpStatus"] for f in findings} == {"200"}
@@ -474,6 +491,7 @@ def test_clean_example_host_stays_clean() -> None:
     assert result.hosts[0].stage is Stage.CLEAN
 
 
-def test_no_new_rule_fires_on_any_example_host() -> None:
-    result = scan([str(EXAMPLES)])
+def test_no_successor_rule_fires_on_the_march_2021_example_hosts() -> None:
+    """EXCH01-EXCH05 are ProxyLogon-era (March 2021): no ProxyShell/ProxyNotShell rule fires there."""
+    result = scan([str(EXAMPLES / name) for name in ("EXCH01", "EXCH02.zip", "EXCH03.zip", "EXCH04", "EXCH05")])
     assert not {f.rule.id for f in result.findings} & NEW_RULES

@@ -78,7 +78,7 @@ def test_unsupported_exchange_logs_are_listed_not_guessed(samples: Path) -> None
 #: Rules a real IIS sample is expected to trigger: the Nextron line is a successful ProxyShell request
 #: (test_rules_successors.py checks it in detail); the others are benign or not Exchange.
 IIS_SAMPLE_RULES = {
-    "nextron_aptsimulator__hafnium-dummy.log": {"PS-SSRF-1", "PS-SSRF-1y", "PS-SSRF-3", "PNS-SSRF-1", "PNS-SSRF-2"},
+    "nextron_aptsimulator__hafnium-dummy.log": {"PS-SSRF-1", "PS-SSRF-1y", "PS-SSRF-3"},
 }
 
 
