@@ -11,16 +11,20 @@ from exhunt.demo.formats import (
     Server,
     back_end_entry,
     ecp_server_log,
+    event_log,
+    evtx_name,
     front_end_entry,
     httperr_log,
     httpproxy_log,
     iis_log,
     oab_generator_log,
+    rps_http_log,
 )
 from exhunt.demo.scenarios import Quirks
 from exhunt.demo.traffic import Evidence
 
 IIS_ROOT = "C:\\inetpub\\logs\\LogFiles"
+EVENT_LOGS = "C:\\Windows\\System32\\winevt\\Logs"
 T = TypeVar("T")
 
 
@@ -58,4 +62,9 @@ def render(server: Server, evidence: Evidence, quirks: Quirks) -> dict[str, byte
     if evidence.httperr:
         rows = sorted(evidence.httperr, key=lambda r: r.time)
         files["C:\\Windows\\System32\\LogFiles\\HTTPERR\\httperr1.log"] = httperr_log(rows)
+    rps = f"{logging}\\CmdletInfra\\Powershell-Proxy\\Http"
+    for hour, rows in _by(sorted(evidence.rps, key=lambda r: r.time), lambda r: f"{r.time:%Y%m%d%H}").items():
+        files[f"{rps}\\Rps_Http_{hour}-1.LOG"] = rps_http_log(rows, server)
+    for channel, events in _by(evidence.events, lambda e: e.channel).items():
+        files[f"{EVENT_LOGS}\\{evtx_name(channel)}"] = event_log(events, server)
     return dict(sorted(files.items()))

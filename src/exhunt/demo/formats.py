@@ -1,8 +1,9 @@
 """Byte-exact renderers for the text logs of the demo collections.
 
 One function renders each log type: :func:`httpproxy_log`, :func:`iis_log`,
-:func:`ecp_server_log`, :func:`oab_generator_log` and :func:`httperr_log`. Headers and
-quoting follow ``detections.md`` §1.1-§1.5; every file uses CRLF line endings like the
+:func:`ecp_server_log`, :func:`oab_generator_log`, :func:`httperr_log`, :func:`rps_http_log`
+and :func:`event_log` (EVTX, through :func:`~exhunt.demo.evtx.write_evtx`). Headers and
+quoting follow ``detections.md`` §1.1-§1.7; every text file uses CRLF line endings like the
 real logs.
 
 ECP server log caveat: ``EventData`` is the last column and is never CSV double-quoted.
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from exhunt.analysis.exposure import Build
+from exhunt.demo.evtx import Event, write_evtx
 from exhunt.readers.w3c import EXCHANGE_DEFAULT_FIELDS
-from exhunt.sources import HTTPPROXY_FIELDS
+from exhunt.sources import HTTPPROXY_FIELDS, RPS_HTTP_FIELDS
 
 CRLF = "\r\n"
 
@@ -120,6 +122,40 @@ class HttpErr:
     client_port: int
     server_ip: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RpsRequest:
+    """One request to the back end's remote PowerShell (``/Powershell``), as the Rps_Http log has it.
+
+    ``client_ip`` is the chain of hops, origin first, separated by spaces (CrowdStrike's
+    Rps_Http-IOC.ps1 prints it as ``a -> b``); ``client_info`` is the client's user agent.
+    """
+
+    time: datetime
+    request_id: str
+    latency_ms: int
+    client_ip: str
+    user: str
+    client_info: str
+    status: int
+    query: str
+    request_bytes: int
+    method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
+class WinEvent:
+    """One event-log record before its record number is known; ``data`` are (name, value) pairs."""
+
+    channel: str
+    provider: str
+    event_id: int
+    time: datetime
+    data: tuple[tuple[str | None, str], ...]
+    level: int = 4
+    qualifiers: int | None = None
+    provider_guid: str | None = None
 
 
 def iso_ms(moment: datetime) -> str:
@@ -326,3 +362,66 @@ def httperr_log(rows: Sequence[HttpErr]) -> bytes:
         f"{_w3c_time(r.time)} {r.client_ip} {r.client_port} {r.server_ip} 443 - - - - - - {r.reason} -" for r in rows
     ]
     return _lines(lines)
+
+
+def _rps_http_values(req: RpsRequest, server: Server) -> dict[str, str]:
+    build = server.build
+    content = "application/soap+xml charset UTF-8" if req.method == "POST" else "text/html"
+    return {
+        "DateTime": iso_ms(req.time),
+        "StartTime": iso_ms(req.time - timedelta(milliseconds=req.latency_ms)),
+        "RequestId": req.request_id,
+        "MajorVersion": str(build.major),
+        "MinorVersion": str(build.minor),
+        "BuildVersion": str(build.build),
+        "RevisionVersion": str(build.revision),
+        "UrlHost": server.fqdn.lower(),
+        "UrlStem": "/Powershell",
+        "AuthenticationType": "Kerberos",
+        "IsAuthenticated": "true",
+        "AuthenticatedUser": req.user,
+        "ClientIpAddress": req.client_ip,
+        "ServerHostName": server.name,
+        "FrontEndServer": server.fqdn.upper(),
+        "HttpStatus": str(req.status),
+        "SubStatus": "0",
+        "RequestBytes": str(req.request_bytes),
+        "ClientInfo": req.client_info.replace(",", " "),
+        "ActivityContextLifeTime": str(req.latency_ms),
+        "TotalTime": str(max(req.latency_ms - 2, 0)),
+        "UrlQuery": f"?{req.query}" if req.query else "",
+        "GenericLatency": "RequestMonitor.Register=1;WinRMDataSender.Send=0;RpsHttpDatabaseValidationModule=0;"
+                          "ThrottlingHttpModule=0;",
+        "GenericInfo": "WinRMDataSender.AuthenticationType=Sent;WinRMDataSender.NamedPipe=Sent;"
+                       f"OnEndRequest.End.ContentType={content};S:ServiceCommonMetadata.HttpMethod={req.method}",
+    }
+
+
+def rps_http_log(requests: Sequence[RpsRequest], server: Server) -> bytes:
+    """One ``Rps_Http_YYYYMMDDHH-N.LOG``: the bare column-name line, the directive block, then the rows.
+
+    The layout follows the ProxyShell lab excerpt of debugprivilege (samples/text_logs) and the
+    column list of CrowdStrike's Rps_Http-IOC.ps1 (detections.md §1.7); user agents have their
+    commas replaced by spaces as in that excerpt.
+    """
+    fields = ",".join(RPS_HTTP_FIELDS)
+    lines = [fields, *_exchange_header(padded(server.build), "Rps Http Logs", requests[0].time, fields)]
+    for req in requests:
+        values = _rps_http_values(req, server)
+        lines.append(_csv_line([values.get(name, "") for name in RPS_HTTP_FIELDS]))
+    return _lines(lines)
+
+
+def evtx_name(channel: str) -> str:
+    """The file name Windows gives a channel's log: ``/`` becomes ``%4`` (``...Sysmon%4Operational.evtx``)."""
+    return channel.replace("/", "%4") + ".evtx"
+
+
+def event_log(events: Sequence[WinEvent], server: Server) -> bytes:
+    """One ``.evtx`` file of a channel: the events in time order, record numbers from 1."""
+    ordered = sorted(events, key=lambda e: e.time)
+    return write_evtx([
+        Event(e.provider, e.event_id, e.channel, server.fqdn, e.time, number, e.level, e.data, e.qualifiers,
+              e.provider_guid)
+        for number, e in enumerate(ordered, start=1)
+    ])

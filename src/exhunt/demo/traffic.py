@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exhunt.demo.formats import BackEnd, EcpEvent, HttpErr, Request, Server
+from exhunt.demo.formats import BackEnd, EcpEvent, HttpErr, Request, RpsRequest, Server, WinEvent
 
 DOMAIN = "CONTOSO"
 SID_PREFIX = "S-1-5-21-1004336348-1177238915-682003330"
@@ -60,6 +60,8 @@ class Evidence:
     ecp: list[EcpEvent] = field(default_factory=list)
     oab: list[tuple[datetime, str]] = field(default_factory=list)
     httperr: list[HttpErr] = field(default_factory=list)
+    rps: list[RpsRequest] = field(default_factory=list)
+    events: list[WinEvent] = field(default_factory=list)
 
 
 class Traffic:
@@ -102,6 +104,21 @@ class Traffic:
         """Record an ``ECP.Request`` row run for ``user`` in ECP session ``session``."""
         event = EcpEvent(moment, self.rng.randint(9, 420), session, user_sid(user), self.guid(), cmd, url, exception)
         self.evidence.ecp.append(event)
+
+    def rps(self, moment: datetime, hops: str, user: str, client_info: str, status: int, query: str = "",
+            method: str = "POST") -> RpsRequest:
+        """Record a request to the back-end remote PowerShell (a row of the Rps_Http log)."""
+        request = RpsRequest(moment, self.guid(), self.rng.randint(20, 400), hops, user, client_info, status, query,
+                             self.rng.randint(800, 6000) if method == "POST" else 0, method)
+        self.evidence.rps.append(request)
+        return request
+
+    def event(self, channel: str, provider: str, event_id: int, moment: datetime,
+              data: tuple[tuple[str | None, str], ...], **fields: Any) -> WinEvent:
+        """Record an event-log record (``fields``: ``level``, ``qualifiers``, ``provider_guid``)."""
+        event = WinEvent(channel, provider, event_id, moment, data, **fields)
+        self.evidence.events.append(event)
+        return event
 
     def signed_in(self, user: str, moment: datetime, anchor: str, hint: str) -> dict[str, Any]:
         """Request fields of an authenticated, proxied request with a mailbox back-end cookie."""
@@ -212,12 +229,13 @@ def oab_generation(t: Traffic, moment: datetime) -> None:
     t.evidence.oab.append((t.later(moment, 4000, 40000), finished))
 
 
-def benign_week(t: Traffic) -> None:
-    """Two busy hours a day from 2021-03-01 to 03-08, a nightly OAB run, the admin in ECP twice."""
+def benign_week(t: Traffic, first_day: datetime = FIRST_DAY) -> None:
+    """Two busy hours a day for :data:`DAYS` days from ``first_day`` (default 2021-03-01), a nightly
+    OAB run, the admin in ECP twice."""
     rng = t.rng
     sessions = (owa_session, outlook_session, mobile_session)
     for day in range(DAYS):
-        midnight = FIRST_DAY + timedelta(days=day)
+        midnight = first_day + timedelta(days=day)
         oab_generation(t, midnight + timedelta(hours=2, seconds=rng.randint(0, 900)))
         for hour in sorted(rng.sample(range(7, 18), 2)):
             start = midnight + timedelta(hours=hour)
@@ -227,3 +245,22 @@ def benign_week(t: Traffic) -> None:
                 session(t, rng.choice(USERS), start + timedelta(seconds=rng.randint(0, 3300)))
         if day in (0, 4):
             admin_session(t, midnight + timedelta(hours=15, seconds=rng.randint(0, 3000)))
+
+
+def rps_probes(t: Traffic, first_day: datetime) -> None:
+    """Ordinary remote-PowerShell use in the Rps_Http log: Exchange's own back-end probes twice a day and the
+    administrator's Exchange Management Shell (``Microsoft WinRM Client``) on two days."""
+    rng = t.rng
+    query = f"serializationLevel=Full;ExchClientVer={t.server.build};clientApplication=ManagementShell;TargetServer=;"
+    for day in range(DAYS):
+        midnight = first_day + timedelta(days=day)
+        for hour in sorted(rng.sample(range(24), 2)):
+            moment = midnight + timedelta(hours=hour, seconds=rng.randint(0, 3000))
+            t.rps(moment, t.server.ip, f"{t.health_mailbox}@contoso.com", "Exchange BackEnd Probes", 200,
+                  query + "PSVersion=5.1.17763.1852", method="GET")
+        if day in (1, 4):
+            moment = midnight + timedelta(hours=14, seconds=rng.randint(0, 3000))
+            for _ in range(rng.randint(3, 5)):
+                t.rps(moment, ADMIN_WORKSTATION, f"{ADMIN}@contoso.com", "Microsoft WinRM Client", 200,
+                      query + "PSVersion=5.1.17763.1852")
+                moment = t.later(moment, 300, 5000)
