@@ -56,7 +56,8 @@ def cli() -> None:
 @cli.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--json", "json_out", metavar="FILE", help="Write the JSON result document (- for stdout).")
-@click.option("-o", "--output", metavar="DIR", help="Write findings.jsonl and summary.json into DIR.")
+@click.option("-o", "--output", metavar="DIR",
+              help="Write the report files (JSON, JSONL, CSV, Timesketch, ECS, STIX) into DIR.")
 @click.option("--host", help="Host name to use (only with a single collection).")
 @click.option("--from", "since", metavar="UTC", help="Only report activity at or after this time.")
 @click.option("--to", "until", metavar="UTC", help="Only report activity at or before this time.")

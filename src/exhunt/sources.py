@@ -80,7 +80,10 @@ _PATH_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\\Logging\\HttpProxy\\[^\\]+\\[^\\]+\.log$", "httpproxy"),
         (r"\\Logging\\ECP\\Server\\[^\\]+\.log$", "ecp-server"),
         (r"\\Logging\\ECP\\Activity\\[^\\]+\.log$", "ecp-activity"),
-        (r"\\Logging\\OABGeneratorLog\\.+\.log$", "oabgenerator"),
+        (r"(^|\\)OABGeneratorLog\\.+\.log$", "oabgenerator"),
+        (r"(^|\\)OABGenerator[^\\]*\.log$", "oabgenerator"),  # loose copies keep the file name
+        (r"(^|\\)ECPServer[^\\]*\.log$", "ecp-server"),
+        (r"(^|\\)ECPActivity[^\\]*\.log$", "ecp-activity"),
         (r"(^|\\)Rps_Http_[^\\]*\.log$", "rps-http"),
         (r"\\LogFiles\\W3SVC\d*\\[^\\]+\.log$", "iis"),
         (r"\.evtx$", "evtx"),
