@@ -32,16 +32,19 @@ UAS = [
     "AMProbe/Local/ClientAccess",
     "ExchangeServicesClient/15.01.2176.002",
 ]
-BENIGN = [  # protocol, stem, method, status, routing hint
-    ("Owa", "/owa/", "GET", "200", "Smtp-UserPrincipalName"),
-    ("Owa", "/owa/service.svc", "POST", "200", "Smtp-UserPrincipalName"),
-    ("Owa", "/owa/auth/logon.aspx", "GET", "200", "Anonymous"),
-    ("Ews", "/EWS/Exchange.asmx", "POST", "200", "WindowsIdentity"),
-    ("Mapi", "/mapi/emsmdb/", "POST", "200", "MailboxGuid-UserPrincipalName"),
-    ("Eas", "/Microsoft-Server-ActiveSync/default.eas", "POST", "200", "ActiveSyncDeviceId"),
-    ("Autodiscover", "/autodiscover/autodiscover.xml", "POST", "200", "Smtp"),
-    ("Ecp", "/ecp/", "GET", "200", "Smtp-UserPrincipalName"),
+BENIGN = [  # protocol, stem, method, status, routing hint, weight (share of requests, in %)
+    # Outlook (MAPI), mobile devices (ActiveSync) and EWS clients poll all day; OWA pages and the
+    # logon form are a small share, ECP an admin's (the Qazeer/plaso samples show the same protocols)
+    ("Mapi", "/mapi/emsmdb/", "POST", "200", "MailboxGuid-UserPrincipalName", 36),
+    ("Eas", "/Microsoft-Server-ActiveSync/default.eas", "POST", "200", "ActiveSyncDeviceId", 20),
+    ("Ews", "/EWS/Exchange.asmx", "POST", "200", "WindowsIdentity", 18),
+    ("Owa", "/owa/service.svc", "POST", "200", "Smtp-UserPrincipalName", 12),
+    ("Autodiscover", "/autodiscover/autodiscover.xml", "POST", "200", "Smtp", 6),
+    ("Owa", "/owa/", "GET", "200", "Smtp-UserPrincipalName", 5),
+    ("Owa", "/owa/auth/logon.aspx", "GET", "200", "Anonymous", 1),
+    ("Ecp", "/ecp/", "GET", "200", "Smtp-UserPrincipalName", 2),
 ]
+WEIGHTS = [entry[-1] for entry in BENIGN]
 ATTACKS = [  # (rule expected, field overrides)
     ("PL-SSRF-1", {"Protocol": "Ecp", "UrlStem": "/ecp/y.js", "Method": "POST", "RoutingHint": "X-BEResource-Cookie",
                    "AnchorMailbox": "ServerInfo~a]@EXCH01.contoso.local:444/mapi/emsmdb/?#",
@@ -72,7 +75,7 @@ def row(values: dict[str, str]) -> str:
 
 
 def benign(rng: random.Random) -> dict[str, str]:
-    protocol, stem, method, status, hint = rng.choice(BENIGN)
+    protocol, stem, method, status, hint, _ = rng.choices(BENIGN, WEIGHTS)[0]
     user = rng.choice(USERS)
     return {
         "RequestId": str(uuid.UUID(int=rng.getrandbits(128))), "MajorVersion": "15", "MinorVersion": "1",
@@ -131,7 +134,7 @@ def write_iis(path: Path, size: int, seed: int) -> None:
         written += len(header)
         while written < size:
             moment += timedelta(milliseconds=rng.randint(1, 400))
-            _, stem, method, status, _ = rng.choice(BENIGN)
+            _, stem, method, status, _, _ = rng.choices(BENIGN, WEIGHTS)[0]
             ua = rng.choice(UAS).replace(" ", "+")
             text = (f"{moment:%Y-%m-%d %H:%M:%S} 10.0.1.11 {method} {stem} &CorrelationID=<empty>;&cafeReqId="
                     f"{uuid.UUID(int=rng.getrandbits(128))}; 443 CONTOSO\\{rng.choice(USERS)} "
@@ -151,10 +154,12 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.out / "Logging" / "HttpProxy" / "Ecp"
     folder.mkdir(parents=True, exist_ok=True)
+    truths: dict[str, object] = {}
     for index in range(args.files):
         path = folder / f"HttpProxy_20210301{index % 24:02d}-{index // 24 + 1}.LOG"
-        truth = write_httpproxy(path, int(args.size_mb * 2**20 / args.files), args.attack_every, args.seed + index)
-        path.with_name(path.name + ".truth.json").write_text(json.dumps(truth), encoding="utf-8")
+        truths[str(path.relative_to(args.out))] = write_httpproxy(
+            path, int(args.size_mb * 2**20 / args.files), args.attack_every, args.seed + index)
+    args.out.with_name(args.out.name + ".truth.json").write_text(json.dumps(truths), encoding="utf-8")
     if args.iis_size_mb:
         iis = args.out / "inetpub" / "logs" / "LogFiles" / "W3SVC1"
         iis.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ from exhunt.scan import scan
 TEXT = "text_logs"
 
 
-def scan_one(path: Path):
-    result = scan([str(path)])
+def scan_one(path: Path, prefilter: bool = True):
+    result = scan([str(path)], prefilter=prefilter)
     (host,) = result.hosts
     return host, Counter(f.rule.id for f in result.findings), Counter(d.code for d in result.diagnostics)
 
@@ -49,8 +49,11 @@ def test_helsecert_iis_web_shell_access(samples: Path) -> None:
     host, rules, problems = scan_one(path)
     assert rules == {"PL-WS-5-USE": 5}
     assert host.stage is Stage.COMPROMISED
-    assert problems == {"EXH-R004": 1, "EXH-R002": 2}
-    assert [c.records for c in host.coverage if c.kind == "iis"] == [8]
+    assert [c.records for c in host.coverage if c.kind == "iis"] == [10]  # 8 requests, 2 separators
+    assert problems == {"EXH-R004": 1}  # the prefilter never parses the separators...
+    _, same_rules, problems = scan_one(path, prefilter=False)
+    assert same_rules == rules
+    assert problems == {"EXH-R004": 1, "EXH-R002": 2}  # ...parsing every line reports them
 
 
 @pytest.mark.parametrize("name", sorted(

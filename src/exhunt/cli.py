@@ -65,11 +65,14 @@ def cli() -> None:
               help="Also load Sigma rules from DIR (repeatable).")
 @click.option("--fail-on", type=click.Choice(LEVELS), help="Exit 3 if a finding at or above LEVEL exists.")
 @click.option("--strict", is_flag=True, help="Stop (exit 2) at the first unreadable or malformed evidence.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
+              help="Worker processes reading files (and parts of large files) in parallel.")
+@click.option("--no-prefilter", is_flag=True, help="Parse every line instead of only lines holding a rule literal.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
 def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
                  since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
-                 strict: bool, quiet: bool, verbose: int) -> None:
+                 strict: bool, jobs: int, no_prefilter: bool, quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
@@ -83,7 +86,7 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
 
         try:
             result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
-                          strict=strict, progress=progress)
+                          strict=strict, prefilter=not no_prefilter, jobs=jobs, progress=progress)
         except ValueError as problem:
             raise click.UsageError(str(problem)) from None
         except StrictStop as stop:

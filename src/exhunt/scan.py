@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import codecs
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache, partial
+from multiprocessing import get_context
 from pathlib import Path
+from typing import IO
 
 from exhunt import diagnostics as diag
 from exhunt.analysis import exposure, mitigations, verdict
 from exhunt.analysis.chains import BuildSeen, chains
 from exhunt.engine.correlate import BaseMatch, correlate
-from exhunt.engine.prefilter import LineCounts
+from exhunt.engine.prefilter import LineCounts, cut_points, part_of
 from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
@@ -36,8 +41,11 @@ class StrictStop(Exception):
     """Raised in strict mode at the first evidence problem; carries its diagnostic."""
 
     def __init__(self, diagnostic: Diagnostic) -> None:
-        super().__init__(f"{diagnostic.code} {diagnostic.source}: {diagnostic.message}")
+        super().__init__(diagnostic)  # the diagnostic is the only argument, so the exception pickles
         self.diagnostic = diagnostic
+
+    def __str__(self) -> str:
+        return f"{self.diagnostic.code} {self.diagnostic.source}: {self.diagnostic.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class ScanOptions:
     rule_dirs: tuple[str, ...] = ()
     strict: bool = False
     prefilter: bool = True
+    jobs: int = 1
 
     def in_window(self, moment: datetime | None) -> bool:
         if moment is None:
@@ -76,10 +85,33 @@ class _HostState:
         for index, amount in enumerate((files, records, problems, size)):
             row[index] += amount
 
+    def merge(self, other: _HostState) -> None:
+        """Add what one file (or one part of a file) contributed."""
+        for kind, row in other.coverage.items():
+            self.count(kind, *row)
+        for kind, times in other.times.items():
+            self.times.setdefault(kind, []).extend(times)
+        self.builds.extend(other.builds)
+        self.servers.update(other.servers)
+        self.findings.extend(other.findings)
+        self.base_matches.extend(other.base_matches)
+        self.kept.extend(other.kept)
+        self.diagnostics.extend(other.diagnostics)
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """One unit of work: a file of a collection, or a line-aligned byte range of a large file."""
+
+    collection: int
+    evidence: EvidenceFile
+    layout: str
+    span: tuple[int, int] | None = None
+
 
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
          until: datetime | None = None, rule_dirs: Sequence[str | Path] = (), strict: bool = False,
-         prefilter: bool = True, progress: Progress | None = None) -> ScanResult:
+         prefilter: bool = True, jobs: int = 1, progress: Progress | None = None) -> ScanResult:
     """Scan evidence paths and return every host's verdict, findings and diagnostics.
 
     Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
@@ -88,13 +120,14 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     contradictory arguments.
     """
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
-                          strict, prefilter)
+                          strict, prefilter, max(1, jobs))
     started = datetime.now(UTC)
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
     if host and len(collections) > 1:
         raise ValueError(f"a host name was given, but the paths hold {len(collections)} collections")
-    hosts = [_scan_collection(c, rules, options, progress) for c in collections]
+    states = _run_tasks(_tasks(collections, rules, options), len(collections), options, progress)
+    hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
     attached = {d for c in collections for d in c.diagnostics}
     all_diags = list(rules.diagnostics) + [d for d in problems if d not in attached]
     for (result, file_diags), collection in zip(hosts, collections, strict=True):
@@ -111,17 +144,70 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     )
 
 
-def _scan_collection(collection: Collection, rules: RuleSet, options: ScanOptions,
-                     progress: Progress | None) -> tuple[HostResult, list[Diagnostic]]:
-    state = _HostState()
-    total = len(collection.files)
-    for index, evidence in enumerate(collection.files, 1):
+#: Plain files larger than this are split into parts read in parallel (with ``jobs`` > 1).
+SPLIT_BYTES = 64 << 20
+
+
+def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptions) -> list[_Task]:
+    tasks = []
+    for index, collection in enumerate(collections):
+        for evidence in collection.files:
+            kind = classify_path(evidence.path)
+            splittable = (options.jobs > 1 and options.prefilter and evidence.container is None
+                          and evidence.size > SPLIT_BYTES and kind is not None and not KINDS[kind].binary
+                          and not KINDS[kind].keep_records and rules.prefilter(kind) is not None)
+            if not splittable:
+                tasks.append(_Task(index, evidence, collection.layout))
+                continue
+            parts = min(options.jobs * 2, evidence.size // SPLIT_BYTES + 1)
+            with evidence.open() as stream:
+                utf16 = stream.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+                spans = [(0, evidence.size)] if utf16 else cut_points(stream, evidence.size, parts)
+            tasks.extend(_Task(index, evidence, collection.layout, None if utf16 else span) for span in spans)
+    return tasks
+
+
+def _run_tasks(tasks: list[_Task], collections: int, options: ScanOptions,
+               progress: Progress | None) -> list[_HostState]:
+    """Run every task, in worker processes when ``jobs`` > 1, and merge in task order."""
+    states = [_HostState() for _ in range(collections)]
+    work = partial(_run_task, options=options)
+    if options.jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=get_context("spawn")) as pool:
+            outcomes = pool.map(work, tasks, chunksize=1)
+            _merge(tasks, outcomes, states, progress)
+    else:
+        _merge(tasks, map(work, tasks), states, progress)
+    return states
+
+
+def _merge(tasks: list[_Task], outcomes: Iterable[_HostState], states: list[_HostState],
+           progress: Progress | None) -> None:
+    for number, (task, outcome) in enumerate(zip(tasks, outcomes, strict=True), 1):
+        states[task.collection].merge(outcome)
         if progress:
-            progress(evidence.path, index, total)
-        kind = _classify(evidence, collection.layout, state)
-        if kind is None:
-            continue
-        _read_file(evidence, kind, rules, options, state)
+            progress(task.evidence.path, number, len(tasks))
+
+
+@cache
+def _rules(rule_dirs: tuple[str, ...]) -> RuleSet:
+    return load_rules(rule_dirs)
+
+
+def _run_task(task: _Task, options: ScanOptions) -> _HostState:
+    """Classify and read one file or part (also the entry point of worker processes)."""
+    state = _HostState()
+    if task.span is None or task.span[0] == 0:
+        kind = _classify(task.evidence, task.layout, state)
+    else:
+        kind = classify_path(task.evidence.path)
+    if kind is not None:
+        _read_file(task.evidence, kind, _rules(options.rule_dirs), options, state, task.span)
+    return state
+
+
+def _host_result(collection: Collection, state: _HostState, rules: RuleSet,
+                 options: ScanOptions) -> tuple[HostResult, list[Diagnostic]]:
     host = options.host or collection.hostname or _most_common(state.servers) or collection.label
     findings = [replace(f, host=host) for f in state.findings]
     for correlation in rules.correlations:
@@ -175,7 +261,7 @@ def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | N
 
 
 def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions,
-               state: _HostState) -> None:
+               state: _HostState, span: tuple[int, int] | None = None) -> None:
     source = KINDS[kind]
     file_diags = diag.FileDiagnostics(evidence.path)
     facts = FileFacts()
@@ -187,6 +273,10 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
         with evidence.open() as stream:
             if source.binary:
                 records = source.reader(stream, file_diags, facts)
+            elif prefilter is not None and span is not None:
+                part = part_of(stream, *span)
+                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part)
+                records = source.reader(lines, file_diags, facts)
             else:
                 lines = prefilter.lines(stream, file_diags, counts) if prefilter else iter_lines(stream, file_diags)
                 records = source.reader(lines, file_diags, facts)
@@ -201,10 +291,12 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
         file_diags.add("EXH-R001", f"reader error after {facts.records} records: {type(exc).__name__}: {exc}")
     if prefilter is not None and not counts.full:
         facts.records = counts.data_lines
-    state.count(kind, files=1, records=facts.records, problems=file_diags.total, size=evidence.size)
+    first_part = span is None or span[0] == 0
+    size = evidence.size if span is None else span[1] - span[0]
+    state.count(kind, files=int(first_part), records=facts.records, problems=file_diags.total, size=size)
     state.times.setdefault(kind, []).extend(t for t in (facts.first, facts.last) if t is not None)
     for part, (records, first, last) in facts.parts.items():
-        state.count(f"{kind}:{part}", files=1, records=records)
+        state.count(f"{kind}:{part}", files=int(first_part), records=records)
         state.times.setdefault(f"{kind}:{part}", []).extend(t for t in (first, last) if t is not None)
     state.builds.extend(BuildSeen(text, first, last) for text, (first, last) in facts.builds.items())
     state.servers.update(facts.servers)
@@ -257,3 +349,22 @@ def _origin(addresses: str) -> str | None:
 
 def _most_common(counter: Counter[str]) -> str | None:
     return counter.most_common(1)[0][0] if counter else None
+
+
+class _Bounded:
+    """Reads a stream up to an end offset (one part of a split file)."""
+
+    def __init__(self, stream: IO[bytes], end: int) -> None:
+        self._stream, self._end = stream, end
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._end - self._stream.tell()
+        if left <= 0:
+            return b""
+        return self._stream.read(left if size < 0 else min(size, left))
+
+    def readline(self, size: int = -1) -> bytes:
+        left = self._end - self._stream.tell()
+        if left <= 0:
+            return b""
+        return self._stream.readline(left if size < 0 else min(size, left))

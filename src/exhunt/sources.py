@@ -77,15 +77,15 @@ KINDS: dict[str, SourceKind] = {
 _PATH_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), kind)
     for pattern, kind in (
-        (r"\\Logging\\HttpProxy\\[^\\]+\\[^\\]+\.log$", "httpproxy"),
-        (r"\\Logging\\ECP\\Server\\[^\\]+\.log$", "ecp-server"),
-        (r"\\Logging\\ECP\\Activity\\[^\\]+\.log$", "ecp-activity"),
+        (r"(^|\\)Logging\\HttpProxy\\[^\\]+\\[^\\]+\.log$", "httpproxy"),
+        (r"(^|\\)Logging\\ECP\\Server\\[^\\]+\.log$", "ecp-server"),
+        (r"(^|\\)Logging\\ECP\\Activity\\[^\\]+\.log$", "ecp-activity"),
         (r"(^|\\)OABGeneratorLog\\.+\.log$", "oabgenerator"),
         (r"(^|\\)OABGenerator[^\\]*\.log$", "oabgenerator"),  # loose copies keep the file name
         (r"(^|\\)ECPServer[^\\]*\.log$", "ecp-server"),
         (r"(^|\\)ECPActivity[^\\]*\.log$", "ecp-activity"),
         (r"(^|\\)Rps_Http_[^\\]*\.log$", "rps-http"),
-        (r"\\LogFiles\\W3SVC\d*\\[^\\]+\.log$", "iis"),
+        (r"(^|\\)LogFiles\\W3SVC\d*\\[^\\]+\.log$", "iis"),
         (r"\.evtx$", "evtx"),
         (r"\\inetsrv\\config\\applicationHost\.config$", "iis-config"),
         (r"\\(inetpub\\wwwroot|FrontEnd\\HttpProxy\\[^\\]+)\\web\.config$", "iis-config"),

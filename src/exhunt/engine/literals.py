@@ -5,8 +5,9 @@ rule can match contains at least one of them, or ``None`` when that cannot be pr
 at the top, a CIDR or numeric comparison, a field whose raw form is not its value). Value
 strings are turned into what the raw line holds: CSV logs double quotes inside quoted cells
 (so only quote-free pieces are used), IIS writes spaces in user agents and referers as ``+``,
-``cs-uri`` joins stem and query with ``?`` where the log has a space, and percent-decoded
-fields are never provable (any character may arrive encoded).
+``cs-uri`` joins stem and query with ``?`` where the log has a space, and a value matched in a
+percent-decoded field is in the raw line either as it is or with some character encoded, so
+such a value gives the literal or ``%``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ except ImportError:  # pragma: no cover
 
 Literals = frozenset[str] | None
 
-#: Fields whose raw form is not their value in a way that keeps any literal provable.
-UNPROVABLE_FIELDS = frozenset({"cs-uri-decoded"})
+#: Percent-decoded fields: a value is in the raw line as it is, or the line holds a ``%``.
+DECODED_FIELDS = frozenset({"cs-uri-decoded"})
 #: IIS fields written with ``+`` for spaces.
 PLUS_FIELDS = frozenset({"cs(User-Agent)", "cs(Referer)", "cs-user-agent", "cs-referer"})
 _QUOTES = re.compile(r"[\"']")
@@ -50,17 +51,21 @@ def required(node: object, kind: str) -> Literals:
     if isinstance(node, ConditionNOT):
         return None
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        if node.field in UNPROVABLE_FIELDS:
-            return None
-        return _raw_form(_value_literal(node.value), node.field, kind)
+        literals = _raw_form(_value_literal(node.value), node.field, kind)
+        if literals and node.field in DECODED_FIELDS:
+            return literals | {"%"}
+        return literals
     if isinstance(node, ConditionValueExpression):
         return _raw_form(_value_literal(node.value), None, kind)
     return None
 
 
 def _strength(literals: frozenset[str]) -> tuple[int, int]:
-    """Prefer sets whose shortest literal is longest (fewer chance hits), then smaller sets."""
-    return (min(len(lit) for lit in literals), -len(literals))
+    """Prefer sets whose weakest literal is longest (fewer chance hits), then smaller sets.
+
+    A number (a status code) is the weakest of all: it is in nearly every line.
+    """
+    return (min(0 if lit.isdigit() else len(lit) for lit in literals), -len(literals))
 
 
 def _value_literal(value: object) -> str | None:

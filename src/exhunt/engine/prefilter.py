@@ -11,8 +11,9 @@ and time spans stay right. Everything else is counted, not parsed.
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -23,8 +24,8 @@ from exhunt.readers.lines import MAX_LINE, iter_lines
 
 #: Bytes read per scan call.
 CHUNK = 8 << 20
-#: Lines the reader always sees: directives and bare column-name lines.
-_STRUCTURE = (rb"(?m)^#", rb'(?m)^"?(DateTime|TimeStamp)"?,')
+#: Lines the reader always sees: directives, bare column-name lines and blank lines.
+_STRUCTURE = (rb"(?m)^#", rb'(?m)^"?(DateTime|TimeStamp)"?,', rb"\n\r?\n")
 _BARE_HEADER = re.compile(r'^"?(DateTime|TimeStamp)"?,')
 
 
@@ -47,8 +48,17 @@ class Prefilter:
             + [hyperscan.HS_FLAG_MULTILINE] * len(_STRUCTURE),
         )
 
-    def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts) -> Iterator[tuple[int, str]]:
-        """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals."""
+    def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
+              part: Part | None = None) -> Iterator[tuple[int, str]]:
+        """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals.
+
+        With ``part``, ``stream`` is one line-aligned byte range of a larger file: the header
+        lines before it come first (not counted), and line numbers continue from before it.
+        """
+        if part is not None and part.start > 0:
+            yield from part.context
+            yield from self._scan(stream.read(CHUNK), stream, diags, counts, part.lines_before)
+            return
         head = stream.read(CHUNK)
         if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             counts.full = True  # not what Exchange writes: decode everything the slow way
@@ -58,35 +68,39 @@ class Prefilter:
             head = head[len(codecs.BOM_UTF8):]
         yield from self._scan(head, stream, diags, counts)
 
-    def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics,
-              counts: LineCounts) -> Iterator[tuple[int, str]]:
-        carry, number, chunk, yielded = b"", 0, head, 0
+    def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
+              lines_before: int = 0) -> Iterator[tuple[int, str]]:
+        carry, number, chunk, yielded = b"", lines_before, head, lines_before
         last: tuple[int, bytes] | None = None
         while chunk or carry:
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1 if chunk else len(data)
-            if cut == 0 and len(data) > MAX_LINE:  # a line too long to hold: cut it
+            cut = chunk.rfind(b"\n") + 1 if chunk else len(chunk)
+            if cut == 0 and chunk and len(carry) + len(chunk) > MAX_LINE:  # a line too long to hold: cut it
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
-                data, cut = data[:MAX_LINE] + b"\n", MAX_LINE + 1
-                chunk = _skip_line(stream)
-                carry = b""
+                data = (carry + chunk)[:MAX_LINE] + b"\n"
+                chunk, carry = _skip_line(stream), b""
+            elif cut == 0 and chunk:  # no line end yet: keep reading
+                carry += chunk
+                chunk = stream.read(CHUNK)
+                continue
             else:
-                carry, data = data[cut:], data[:cut]
+                data = carry + chunk[:cut] if carry else chunk[:cut] if cut < len(chunk) else chunk
+                carry = chunk[cut:]
                 chunk = stream.read(CHUNK) if chunk else b""
+                if not chunk and carry:  # the file ends without a line end
+                    data, carry = data + carry, b""
             if not data:
                 continue
             line, previous = number + 1, 0
-            for start, end in self._candidates(data, number == 0):
+            for start, end in self._candidates(data, number == 0 and lines_before == 0):
                 line += data.count(b"\n", previous, start)
                 previous = start
                 text = _decode(data[start:end], diags, line)
-                if not text or _BARE_HEADER.match(text):
-                    counts.directives += 1  # not a data line: counted as the full reader does
+                if not text or text.startswith("#") or _BARE_HEADER.match(text):
+                    counts.directives += 1  # every such line is a candidate: not a data line
                 yield line, text
                 yielded = line
-            lines_here = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            lines_here = line - number - 1 + data.count(b"\n", previous) + (0 if data.endswith(b"\n") else 1)
             counts.physical += lines_here
-            counts.directives += data.count(b"\n#") + data.startswith(b"#") + _blank_lines(data)
             tail_start = data.rfind(b"\n", 0, len(data) - 1) + 1
             last = (number + lines_here, data[tail_start:])
             number += lines_here
@@ -99,7 +113,7 @@ class Prefilter:
 
     def _candidates(self, data: bytes, first_chunk: bool) -> list[tuple[int, int]]:
         ends: list[int] = []
-        self._db.scan(data, match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to))
+        self._db.scan(data, match_event_handler=_collector(ends))
         if first_chunk:
             ends.append(_first_data_line_end(data))
         spans: dict[int, int] = {}
@@ -109,6 +123,71 @@ class Prefilter:
                 end = data.find(b"\n", max(to - 1, start))
                 spans[start] = len(data) if end < 0 else end + 1
         return sorted(spans.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A line-aligned byte range of a file, with what a reader must know from before it."""
+
+    start: int
+    end: int
+    lines_before: int = 0
+    context: tuple[tuple[int, str], ...] = ()
+
+
+def cut_points(stream: IO[bytes], size: int, parts: int) -> list[tuple[int, int]]:
+    """About ``parts`` line-aligned ``(start, end)`` byte ranges of a seekable file."""
+    cuts = [0]
+    for index in range(1, parts):
+        stream.seek(index * size // parts)
+        stream.readline()
+        position = stream.tell()
+        if cuts[-1] < position < size:
+            cuts.append(position)
+    cuts.append(size)
+    stream.seek(0)
+    return list(itertools.pairwise(cuts))
+
+
+def part_of(stream: IO[bytes], start: int, end: int) -> Part:
+    """The range ``[start, end)`` with the header lines and line count before it, found at scan speed."""
+    structure = _structure_db()
+    number, context = 0, []
+    stream.seek(0)
+    position = 0
+    while position < start:
+        block = stream.read(min(CHUNK, start - position))
+        if not block:
+            break
+        if not block.endswith(b"\n") and position + len(block) < start:
+            block += stream.readline()  # keep blocks line-aligned (``start`` is)
+        position += len(block)
+        hits: list[int] = []
+        structure.scan(block, match_event_handler=_collector(hits))
+        for to in sorted(set(hits)):
+            begin = block.rfind(b"\n", 0, max(to - 1, 0)) + 1
+            stop = block.find(b"\n", begin)
+            text = block[begin:None if stop < 0 else stop].decode("utf-8", "replace").rstrip("\r")
+            context.append((number + block.count(b"\n", 0, begin) + 1, text))
+        number += block.count(b"\n")
+    stream.seek(start)
+    return Part(start, end, number, tuple(context))
+
+
+def _collector(hits: list[int]) -> Callable[[int, int, int, int, object], None]:
+    """A Hyperscan match handler that records each match's end offset."""
+
+    def collect(_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
+        hits.append(to)
+
+    return collect
+
+
+def _structure_db() -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=list(_STRUCTURE), ids=list(range(len(_STRUCTURE))), elements=len(_STRUCTURE),
+               flags=[hyperscan.HS_FLAG_MULTILINE] * len(_STRUCTURE))
+    return db
 
 
 @dataclass
@@ -128,10 +207,6 @@ class LineCounts:
             self.physical = number
             self.directives += text.startswith("#")
             yield number, text
-
-
-def _blank_lines(data: bytes) -> int:
-    return data.count(b"\n\n") + data.count(b"\n\r\n") + data.startswith((b"\n", b"\r\n"))
 
 
 def _first_data_line_end(data: bytes) -> int:

@@ -49,6 +49,7 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
         if not fields:
             fields = EXCHANGE_DEFAULT_FIELDS
             diags.add("EXH-R004", "no #Fields header; the Exchange default IIS fields were assumed", number)
+        facts.records += 1
         if len(tokens) != len(fields):
             diags.add("EXH-R002", f"{len(tokens)} tokens for {len(fields)} fields", number)
             yield Record(number, None, {}, text)
@@ -66,7 +67,6 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
         moment = _time(values, default_day)
         if moment is None and ("time" in values or "date" in values):
             diags.add("EXH-R005", "unparseable date/time", number)
-        facts.records += 1
         facts.saw_time(moment)
         yield Record(number, moment, values, text)
 

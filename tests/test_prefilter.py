@@ -1,0 +1,142 @@
+"""The literal prefilter and parallel parts: the same results as parsing every line, in one process."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from exhunt.diagnostics import FileDiagnostics
+from exhunt.engine.literals import regex_pieces
+from exhunt.engine.prefilter import LineCounts, Prefilter, cut_points, part_of
+from exhunt.engine.rules import compile_files, shipped_rules
+from exhunt.model import ScanResult
+from exhunt.scan import scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import gen_logs  # the benchmark generator doubles as a source of realistic lines
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def signature(result: ScanResult) -> dict[str, object]:
+    return {
+        "findings": sorted((f.host, f.rule.id, f.source, f.line, str(f.time)) for f in result.findings),
+        "coverage": sorted((h.host, c.kind, c.files, c.records, c.bytes, str(c.first), str(c.last))
+                           for h in result.hosts for c in h.coverage),
+        "stages": sorted((h.host, str(h.stage), h.exposure.builds_seen) for h in result.hosts),
+    }
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HttpProxy logs with attacks, decoys and every shape a line reader must survive."""
+    root = tmp_path_factory.mktemp("awkward") / "HOST"
+    folder = root / "Logging" / "HttpProxy" / "Ecp"
+    folder.mkdir(parents=True)
+    rng = random.Random(7)
+    rows = []
+    for number in range(3000):
+        values = gen_logs.benign(rng)
+        if number % 97 == 0:
+            values.update(gen_logs.ATTACKS[number % len(gen_logs.ATTACKS)][1], ClientIpAddress="203.0.113.45")
+        if number % 89 == 0:
+            values.update(gen_logs.DECOYS[number % len(gen_logs.DECOYS)])
+        values["DateTime"] = f"2021-03-03T06:{number // 60 % 60:02d}:{number % 60:02d}.000Z"
+        rows.append(gen_logs.row(values))
+    header = "#Software: Microsoft Exchange Server\r\n#Version: 15.01.2176.002\r\n#Log-type: HttpProxy Logs\r\n"
+    fields = "#Fields: " + ",".join(gen_logs.HTTPPROXY_FIELDS) + "\r\n"
+    bare = ",".join(gen_logs.HTTPPROXY_FIELDS) + "\r\n"
+    text = (bare + header + fields + "\r\n".join(rows[:1000]) + "\r\n\r\n" + header + fields
+            + "\r\n".join(rows[1000:2000]) + "\r\nnot,a,row\r\n" + "x" * (1 << 21) + " ServerInfo~\r\n"
+            + "\r\n".join(rows[2000:]))  # no final line end
+    (folder / "HttpProxy_2021030306-1.LOG").write_bytes(codecs.BOM_UTF8 + text.encode("utf-8"))
+    (folder / "HttpProxy_2021030307-1.LOG").write_bytes((header + fields + "\r\n".join(rows[:500])).encode("utf-16"))
+    return root
+
+
+def test_prefilter_on_and_off_give_the_same_results(awkward: Path) -> None:
+    for paths in ([str(awkward)], [str(EXAMPLES)]):
+        assert signature(scan(paths, prefilter=True, jobs=1)) == signature(scan(paths, prefilter=False, jobs=1))
+    result = scan([str(awkward)], jobs=1)
+    assert {f.rule.id for f in result.findings} >= {"PL-SSRF-1", "PL-SSRF-2", "PL-27065-3", "PL-WS-5-USE-HP"}
+
+
+def test_parts_in_worker_processes_give_the_same_results(awkward: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import exhunt.scan
+
+    monkeypatch.setattr(exhunt.scan, "SPLIT_BYTES", 256 << 10)  # the 3 MB file is cut into parts
+    parallel = scan([str(awkward)], jobs=2)
+    assert signature(parallel) == signature(scan([str(awkward)], jobs=1, prefilter=False))
+
+
+def test_parts_carry_headers_and_line_numbers() -> None:
+    text = b"#Fields: a,b\n1,x\n2,y\n#Fields: b,a\n3,z\n4,w\n5,v\n"
+    stream = io.BytesIO(text)
+    spans = cut_points(stream, len(text), 3)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(text[start - 1:start] == b"\n" for start, _ in spans[1:])  # cut after a line end
+    last = part_of(stream, *spans[-1])
+    assert last.lines_before == text[:spans[-1][0]].count(b"\n")
+    assert last.context[-1] == (4, "#Fields: b,a")
+
+
+def test_counts_and_candidates_on_a_small_file() -> None:
+    prefilter = Prefilter(["serverinfo~"])
+    data = b"#Fields: DateTime,AnchorMailbox\r\n1,Smtp~a\r\n\r\n2,ServerInfo~x\r\n3,Smtp~b\r\n4,last"
+    counts, diags = LineCounts(), FileDiagnostics("x")
+    lines = list(prefilter.lines(io.BytesIO(data), diags, counts))
+    assert [number for number, _ in lines] == [1, 2, 3, 4, 6]  # header, first row, blank, hit, last row
+    assert (counts.physical, counts.data_lines) == (6, 4)
+    assert diags.counts["EXH-R006"] == 1
+
+
+def test_literals_of_shipped_rules() -> None:
+    literals = {rule.name: rule.literals for rule in shipped_rules().rules}
+    assert literals["PL-SSRF-1"] == frozenset({"serverinfo~"})
+    assert literals["PL-SSRF-2"] == frozenset({"/ecp/proxylogon.ecp"})
+    assert literals["PL-SSRF-3"] == frozenset({"x-beresource-cookie", "x-anonresource-backend-cookie"})
+    # a value matched after percent-decoding is in the raw line as it is, or the line holds a '%'
+    assert literals["PNS-SSRF-2"] in ({"autodiscover", "%"}, {"powershell", "%"})
+    assert shipped_rules().prefilter("iis") is not None
+    assert shipped_rules().prefilter("httpproxy") is not None
+    # event-log rules are gated by channel, not by literals
+    assert all(rule.literals is None for rule in shipped_rules().for_kind("evtx"))
+
+
+def test_user_agent_literals_are_searched_as_iis_writes_them() -> None:
+    rule = """
+title: t
+name: UA
+id: 7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a098
+logsource: {category: webserver}
+detection:
+  a: {cs-user-agent|contains: 'Yahoo! Slurp'}
+  condition: a
+level: low
+stage: probe
+"""
+    assert compile_files([("t.yml", rule)]).rules[0].literals == frozenset({"yahoo!+slurp"})
+
+
+def test_regex_literals_are_conservative() -> None:
+    assert regex_pieces(r"^ServerInfo~.*/.*Reset.*VirtualDirectory#$") == ["ServerInfo~", "/", "Reset",
+                                                                          "VirtualDirectory#"]
+    assert regex_pieces(r"a(bc|de)f") == ["a", "f"]  # an alternation proves nothing
+    assert regex_pieces(r"(") == []
+    rule = """
+title: t
+name: NOT-ONLY
+id: 7c1b43f4-8f64-4d6a-9a68-3f0f2cf2a099
+logsource: {product: exchange, service: httpproxy}
+detection:
+  a: {UrlStem: '/x'}
+  condition: not a
+level: low
+stage: probe
+"""
+    assert compile_files([("t.yml", rule)]).rules[0].literals is None
