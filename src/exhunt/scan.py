@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import sys
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import IO
 
 from exhunt import diagnostics as diag
+from exhunt import files
 from exhunt.analysis import exposure, mitigations, verdict
 from exhunt.analysis.chains import BuildSeen, chains
 from exhunt.engine.correlate import BaseMatch, correlate
-from exhunt.engine.prefilter import LineCounts, cut_points, part_of
-from exhunt.engine.rules import RuleSet, load_rules
+from exhunt.engine.prefilter import LineCounts, cut_points, part_of, top_of
+from exhunt.engine.rules import RuleSelector, RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
@@ -60,6 +62,7 @@ class ScanOptions:
     strict: bool = False
     prefilter: bool = True
     jobs: int = 1
+    baseline: str | None = None
 
     def in_window(self, moment: datetime | None) -> bool:
         if moment is None:
@@ -79,11 +82,26 @@ class _HostState:
     base_matches: list[BaseMatch] = field(default_factory=list)
     kept: list[tuple[Record, str, float | None]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: For a part read with relative line numbers: its physical lines, and header lines inside it.
+    part_lines: int = 0
+    part_headers: int = 0
 
     def count(self, kind: str, files: int = 0, records: int = 0, problems: int = 0, size: int = 0) -> None:
         row = self.coverage.setdefault(kind, [0, 0, 0, 0])
         for index, amount in enumerate((files, records, problems, size)):
             row[index] += amount
+
+    def shift(self, lines: int) -> _HostState:
+        """The same results with every line number moved by ``lines`` (a part's place in its file)."""
+        def moved(line: int | None) -> int | None:
+            return None if line is None else line + lines
+
+        return replace(
+            self,
+            findings=[replace(f, line=moved(f.line)) for f in self.findings],
+            base_matches=[replace(m, record=replace(m.record, line=moved(m.record.line))) for m in self.base_matches],
+            diagnostics=[replace(d, line=moved(d.line)) for d in self.diagnostics],
+        )
 
     def merge(self, other: _HostState) -> None:
         """Add what one file (or one part of a file) contributed."""
@@ -107,11 +125,15 @@ class _Task:
     evidence: EvidenceFile
     layout: str
     span: tuple[int, int] | None = None
+    #: For a part: read the header lines and line count before it (slow) instead of assuming the
+    #: file's top header block and numbering lines from the part's start.
+    exact: bool = False
 
 
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
          until: datetime | None = None, rule_dirs: Sequence[str | Path] = (), strict: bool = False,
-         prefilter: bool = True, jobs: int = 1, progress: Progress | None = None) -> ScanResult:
+         prefilter: bool = True, jobs: int = 1, baseline: str | Path | None = None,
+         progress: Progress | None = None) -> ScanResult:
     """Scan evidence paths and return every host's verdict, findings and diagnostics.
 
     Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
@@ -120,13 +142,16 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     contradictory arguments.
     """
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
-                          strict, prefilter, max(1, jobs))
+                          strict, prefilter, max(1, jobs), None if baseline is None else str(baseline))
     started = datetime.now(UTC)
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
     if host and len(collections) > 1:
         raise ValueError(f"a host name was given, but the paths hold {len(collections)} collections")
     states = _run_tasks(_tasks(collections, rules, options), len(collections), options, progress)
+    known_good = files.load_baseline(options.baseline) if options.baseline else None
+    for collection, state in zip(collections, states, strict=True):
+        _scan_file_tree(collection, state, known_good, options)
     hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
     attached = {d for c in collections for d in c.diagnostics}
     all_diags = list(rules.diagnostics) + [d for d in problems if d not in attached]
@@ -138,9 +163,9 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
         diagnostics=tuple(all_diags),
         started=started,
         finished=datetime.now(UTC),
-        rules=rules.infos,
+        rules=tuple(sorted(rules.infos + files.file_rules(), key=lambda info: info.id)),
         options={"paths": list(options.paths), "host": host, "since": since, "until": until,
-                 "rule_dirs": list(options.rule_dirs)},
+                 "rule_dirs": list(options.rule_dirs), "baseline": options.baseline},
     )
 
 
@@ -159,7 +184,7 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
             if not splittable:
                 tasks.append(_Task(index, evidence, collection.layout))
                 continue
-            parts = min(options.jobs * 2, evidence.size // SPLIT_BYTES + 1)
+            parts = min(options.jobs, evidence.size // SPLIT_BYTES + 1)
             with evidence.open() as stream:
                 utf16 = stream.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
                 spans = [(0, evidence.size)] if utf16 else cut_points(stream, evidence.size, parts)
@@ -169,24 +194,32 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
 
 def _run_tasks(tasks: list[_Task], collections: int, options: ScanOptions,
                progress: Progress | None) -> list[_HostState]:
-    """Run every task, in worker processes when ``jobs`` > 1, and merge in task order."""
+    """Run every task, in worker processes when ``jobs`` > 1, and merge in task order.
+
+    Parts of a split file are read assuming the file's top header block and numbered from their
+    own start; the merge moves their line numbers into place. If a part holds header lines of
+    its own (a mid-file ``#Fields`` change), the parts after it are read again exactly.
+    """
     states = [_HostState() for _ in range(collections)]
     work = partial(_run_task, options=options)
     if options.jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=get_context("spawn")) as pool:
-            outcomes = pool.map(work, tasks, chunksize=1)
-            _merge(tasks, outcomes, states, progress)
+        context = get_context("fork" if sys.platform == "linux" else "spawn")
+        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+            outcomes = list(pool.map(work, tasks, chunksize=1))
     else:
-        _merge(tasks, map(work, tasks), states, progress)
-    return states
-
-
-def _merge(tasks: list[_Task], outcomes: Iterable[_HostState], states: list[_HostState],
-           progress: Progress | None) -> None:
+        outcomes = [work(task) for task in tasks]
+    offset, redo = 0, False
     for number, (task, outcome) in enumerate(zip(tasks, outcomes, strict=True), 1):
-        states[task.collection].merge(outcome)
+        if task.span is None or task.span[0] == 0:
+            offset, redo = 0, False
+        if redo:
+            outcome = work(replace(task, exact=True))
+        states[task.collection].merge(outcome.shift(offset) if task.span and not redo else outcome)
+        offset += outcome.part_lines
+        redo = redo or outcome.part_headers > 0
         if progress:
             progress(task.evidence.path, number, len(tasks))
+    return states
 
 
 @cache
@@ -202,8 +235,19 @@ def _run_task(task: _Task, options: ScanOptions) -> _HostState:
     else:
         kind = classify_path(task.evidence.path)
     if kind is not None:
-        _read_file(task.evidence, kind, _rules(options.rule_dirs), options, state, task.span)
+        _read_file(task.evidence, kind, _rules(options.rule_dirs), options, state, task.span, task.exact)
     return state
+
+
+def _scan_file_tree(collection: Collection, state: _HostState, baseline: files.Baseline | None,
+                    options: ScanOptions) -> None:
+    """Web shells, dumps and staging archives among the collection's files (``exhunt.files``)."""
+    tree = files.scan_files(collection, baseline=baseline)
+    state.findings.extend(f for f in tree.findings if options.in_window(f.time))
+    state.diagnostics.extend(tree.diagnostics)
+    if tree.files_examined:
+        state.count("file", files=tree.files_examined, records=tree.files_examined,
+                    problems=len(tree.diagnostics), size=tree.bytes_read)
 
 
 def _host_result(collection: Collection, state: _HostState, rules: RuleSet,
@@ -261,11 +305,11 @@ def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | N
 
 
 def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions,
-               state: _HostState, span: tuple[int, int] | None = None) -> None:
+               state: _HostState, span: tuple[int, int] | None = None, exact: bool = False) -> None:
     source = KINDS[kind]
     file_diags = diag.FileDiagnostics(evidence.path)
     facts = FileFacts()
-    kind_rules = rules.for_kind(kind)
+    select = rules.selector(kind)
     wanted = options.prefilter and not source.binary and not source.keep_records
     prefilter = rules.prefilter(kind) if wanted else None
     counts = LineCounts()
@@ -274,7 +318,7 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
             if source.binary:
                 records = source.reader(stream, file_diags, facts)
             elif prefilter is not None and span is not None:
-                part = part_of(stream, *span)
+                part = part_of(stream, *span) if exact or span[0] == 0 else top_of(stream, *span)
                 lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part)
                 records = source.reader(lines, file_diags, facts)
             else:
@@ -284,13 +328,15 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
                 if source.keep_records:
                     state.kept.append((record, evidence.path, evidence.mtime))
                 if options.in_window(record.time):
-                    _match(record, kind_rules, evidence, kind, state)
+                    _match(record, select, evidence, kind, state)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
     except Exception as exc:  # a reader must never end the scan: report it and go on
         file_diags.add("EXH-R001", f"reader error after {facts.records} records: {type(exc).__name__}: {exc}")
     if prefilter is not None and not counts.full:
         facts.records = counts.data_lines
+    if span is not None:
+        state.part_lines, state.part_headers = counts.physical, counts.late_headers
     first_part = span is None or span[0] == 0
     size = evidence.size if span is None else span[1] - span[0]
     state.count(kind, files=int(first_part), records=facts.records, problems=file_diags.total, size=size)
@@ -308,12 +354,8 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     state.diagnostics.extend(problems)
 
 
-def _match(record: Record, kind_rules: Sequence[CompiledRule], evidence: EvidenceFile, kind: str,
-           state: _HostState) -> None:
-    lowered = record.raw.lower()
-    for rule in kind_rules:
-        if rule.literals is not None and not any(literal in lowered for literal in rule.literals):
-            continue  # the line lacks every literal the rule needs: it cannot match
+def _match(record: Record, select: RuleSelector, evidence: EvidenceFile, kind: str, state: _HostState) -> None:
+    for rule in select(record.raw.lower()):
         if not rule.match(record):
             continue
         if rule.hidden:

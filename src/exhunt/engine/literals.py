@@ -60,12 +60,26 @@ def required(node: object, kind: str) -> Literals:
     return None
 
 
-def _strength(literals: frozenset[str]) -> tuple[int, int]:
-    """Prefer sets whose weakest literal is longest (fewer chance hits), then smaller sets.
+#: Request paths every Exchange front end logs all day: a literal inside one of them selects
+#: ordinary traffic, whatever its length (protocol folders of detections.md §1.1).
+COMMON_VALUES = (
+    "/autodiscover/autodiscover.xml", "/ews/exchange.asmx", "/mapi/emsmdb/", "/mapi/nspi/",
+    "/microsoft-server-activesync/default.eas", "/owa/service.svc", "/ecp/", "/oab/", "/rpc/rpcproxy.dll",
+    "get", "post", "head", "options",
+)
 
-    A number (a status code) is the weakest of all: it is in nearly every line.
-    """
-    return (min(0 if lit.isdigit() else len(lit) for lit in literals), -len(literals))
+
+def _quality(literal: str) -> int:
+    if literal.isdigit():
+        return 0  # a status code: in nearly every line
+    if any(literal in common for common in COMMON_VALUES):
+        return 1
+    return len(literal)
+
+
+def _strength(literals: frozenset[str]) -> tuple[int, int]:
+    """Prefer sets whose weakest literal is most selective, then smaller sets."""
+    return (min(_quality(lit) for lit in literals), -len(literals))
 
 
 def _value_literal(value: object) -> str | None:
@@ -77,7 +91,7 @@ def _value_literal(value: object) -> str | None:
         pieces = regex_pieces(value.regexp.to_plain())
     else:
         return None
-    return max(pieces, key=len, default=None) or None
+    return max(pieces, key=_quality, default=None) or None
 
 
 def _string_pieces(parts: Iterable[object]) -> list[str]:
@@ -130,5 +144,5 @@ def _raw_form(literal: str | None, field: str | None, kind: str) -> Literals:
         pieces = [piece.replace(" ", "+") for piece in pieces]
     if kind == "iis" and field == "cs-uri":
         pieces = [piece for part in pieces for piece in part.split("?") if piece]
-    best = max(pieces, key=len, default="")
+    best = max(pieces, key=lambda piece: _quality(piece.lower()), default="")
     return frozenset({best.lower()}) if best else None

@@ -57,7 +57,7 @@ class Prefilter:
         """
         if part is not None and part.start > 0:
             yield from part.context
-            yield from self._scan(stream.read(CHUNK), stream, diags, counts, part.lines_before)
+            yield from self._scan(stream.read(CHUNK), stream, diags, counts, part.lines_before, part_start=True)
             return
         head = stream.read(CHUNK)
         if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -69,8 +69,9 @@ class Prefilter:
         yield from self._scan(head, stream, diags, counts)
 
     def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
-              lines_before: int = 0) -> Iterator[tuple[int, str]]:
+              lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
         carry, number, chunk, yielded = b"", lines_before, head, lines_before
+        seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
         while chunk or carry:
             cut = chunk.rfind(b"\n") + 1 if chunk else len(chunk)
@@ -95,8 +96,12 @@ class Prefilter:
                 line += data.count(b"\n", previous, start)
                 previous = start
                 text = _decode(data[start:end], diags, line)
-                if not text or text.startswith("#") or _BARE_HEADER.match(text):
+                header = text.startswith("#") or _BARE_HEADER.match(text) is not None
+                if not text or header:
                     counts.directives += 1  # every such line is a candidate: not a data line
+                if header and seen_data:
+                    counts.late_headers += 1
+                seen_data = seen_data or not (header or not text)
                 yield line, text
                 yielded = line
             lines_here = line - number - 1 + data.count(b"\n", previous) + (0 if data.endswith(b"\n") else 1)
@@ -174,6 +179,25 @@ def part_of(stream: IO[bytes], start: int, end: int) -> Part:
     return Part(start, end, number, tuple(context))
 
 
+def top_of(stream: IO[bytes], start: int, end: int) -> Part:
+    """The range ``[start, end)`` with the file's top header block as context, numbered from 0.
+
+    Cheap; right unless an earlier part holds header lines of its own, which that part's
+    ``LineCounts.late_headers`` tells (the caller then reads this part again with :func:`part_of`).
+    """
+    stream.seek(0)
+    context = []
+    for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE), b""), 1):
+        text = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+        if text and not text.startswith("#") and not _BARE_HEADER.match(text):
+            break
+        context.append((number, text))
+        if stream.tell() >= start:
+            break
+    stream.seek(start)
+    return Part(start, end, 0, tuple(line for line in context if line[1]))
+
+
 def _collector(hits: list[int]) -> Callable[[int, int, int, int, object], None]:
     """A Hyperscan match handler that records each match's end offset."""
 
@@ -197,6 +221,8 @@ class LineCounts:
     physical: int = 0
     directives: int = 0
     full: bool = False
+    #: Header lines (``#...``, bare column names) after the first data line.
+    late_headers: int = 0
 
     @property
     def data_lines(self) -> int:

@@ -38,9 +38,16 @@ class RuleSet:
     correlations: tuple[CompiledCorrelation, ...]
     diagnostics: tuple[Diagnostic, ...]
     _prefilters: dict[str, Prefilter | None] = field(default_factory=dict, compare=False, repr=False)
+    _selectors: dict[str, RuleSelector] = field(default_factory=dict, compare=False, repr=False)
 
     def for_kind(self, kind: str) -> tuple[CompiledRule, ...]:
         return tuple(rule for rule in self.rules if rule.kind == kind)
+
+    def selector(self, kind: str) -> RuleSelector:
+        """Picks, for one raw line, the rules of ``kind`` whose literals it holds."""
+        if kind not in self._selectors:
+            self._selectors[kind] = RuleSelector(self.for_kind(kind))
+        return self._selectors[kind]
 
     def prefilter(self, kind: str) -> Prefilter | None:
         """The literal prefilter of a text source kind; ``None`` when a rule has no provable literal."""
@@ -58,6 +65,22 @@ class RuleSet:
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(rule.kind for rule in self.rules)
+
+
+class RuleSelector:
+    """The rules a line can match: those without literals, and those whose literal it contains.
+
+    A rule whose literals are all absent from the lowered line cannot match, so it is not
+    evaluated; the rest keep their order.
+    """
+
+    def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
+        self.rules = rules
+        self.literals = tuple(sorted({lit for rule in rules for lit in rule.literals or ()}))
+
+    def __call__(self, lowered: str) -> list[CompiledRule]:
+        present = {literal for literal in self.literals if literal in lowered}
+        return [rule for rule in self.rules if rule.literals is None or not rule.literals.isdisjoint(present)]
 
 
 def shipped_rule_files() -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.model import Record
@@ -95,11 +96,17 @@ def _record(number: int, text: str, cells: list[str], fields: tuple[str, ...],
     return Record(number, moment, values, text)
 
 
+@lru_cache(maxsize=256)
+def _build_text(parts: tuple[str, ...]) -> str | None:
+    """``15.1.2176.2`` from the four version columns, or ``None`` when they are not numbers."""
+    return ".".join(str(int(part)) for part in parts) if all(part.isdigit() for part in parts) else None
+
+
 def _note_facts(record: Record, facts: FileFacts, version: str | None) -> None:
     values = record.fields
-    parts = [values.get(name, "") for name in _BUILD_COLUMNS]
-    if all(part.isdigit() for part in parts):
-        facts.saw_build(".".join(str(int(p)) for p in parts), record.time)
+    build = _build_text(tuple(values.get(name, "") for name in _BUILD_COLUMNS))
+    if build:
+        facts.saw_build(build, record.time)
     elif version and (facts.log_type or "").lower() in _VERSIONED_LOG_TYPES:
         facts.saw_build(version, record.time)
     event_data = values.get("EventData", "")
