@@ -145,3 +145,33 @@ def test_rules_command_lists_every_rule() -> None:
     for rule in ("PL-SSRF-1", "PL-SSRF-1a", "PL-26858-1", "PL-27065-2", "PL-SCAN-1", "PL-WS-5"):
         assert f"│ {rule} " in proc.stdout
     assert "PL-WS-5-base" not in proc.stdout  # hidden helper of a correlation
+
+
+def test_baseline_scan_and_collect(tmp_path: Path) -> None:
+    """A known-good server's baseline, then the same server with one planted shell."""
+    root = tmp_path / "EXCH09"
+    web = root / "Program Files" / "Microsoft" / "Exchange Server" / "V15" / "FrontEnd" / "HttpProxy" / "owa" / "auth"
+    web.mkdir(parents=True)
+    (root / "Windows").mkdir()
+    (web / "logon.aspx").write_text('<%@ Page Language="C#" Inherits="Microsoft.Exchange.HttpProxy.Logon" %>\n')
+    (web / "errorFE.aspx").write_text('<%@ Page Language="C#" %>\n<html><body>Error</body></html>\n')
+    baseline = tmp_path / "known-good.csv"
+    assert main(["baseline", str(root), "-o", str(baseline)]) == 0
+    assert baseline.read_text().count("\n") >= 2
+    shell = web / "zntwv.aspx"
+    shell.write_text('<%@ Page Language="Jscript"%><%eval(Request.Item["z"],"unsafe");%>')
+    out, collected = tmp_path / "r.json", tmp_path / "collected"
+    assert main(["scan", str(root), "-q", "--baseline", str(baseline), "--collect", str(collected),
+                 "--json", str(out)]) == 0
+    document = json.loads(out.read_text())
+    flagged = {f["source"] for f in document["findings"] if f["source_kind"] == "file"}
+    assert flagged == {"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa\\auth\\zntwv.aspx"}
+    assert document["hosts"][0]["stage"] == "compromised"
+    (archive,) = collected.glob("*.zip")
+    with zipfile.ZipFile(archive) as packed:
+        names = packed.namelist()
+        manifest = packed.read("manifest.csv").decode()
+        assert "zntwv.aspx" in manifest
+        stored = [n for n in names if n.startswith("files/")]
+        assert [packed.read(n) for n in stored] == [shell.read_bytes()]
+    assert all(".." not in n and not n.startswith("/") for n in names)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -19,7 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from exhunt import __version__
 from exhunt.engine.rules import load_rules
-from exhunt.model import Level
+from exhunt.files import build_baseline, collect, file_rules
+from exhunt.layouts import discover
+from exhunt.model import Level, ScanResult
 from exhunt.outputs import console as console_out
 from exhunt.outputs.contract import write_json, write_output_dir
 from exhunt.scan import StrictStop, scan
@@ -68,11 +71,16 @@ def cli() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Worker processes reading files (and parts of large files) in parallel.")
 @click.option("--no-prefilter", is_flag=True, help="Parse every line instead of only lines holding a rule literal.")
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Known-good hashes (from `exhunt baseline`): report only deviations in Exchange web folders.")
+@click.option("--collect", "collect_dir", metavar="DIR",
+              help="Copy flagged files into DIR/NNN-<host>-collected.zip with a hash manifest (never executed).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
 def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
                  since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
-                 strict: bool, jobs: int, no_prefilter: bool, quiet: bool, verbose: int) -> None:
+                 strict: bool, jobs: int, no_prefilter: bool, baseline: str | None, collect_dir: str | None,
+                 quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
@@ -86,7 +94,8 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
 
         try:
             result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
-                          strict=strict, prefilter=not no_prefilter, jobs=jobs, progress=progress)
+                          strict=strict, prefilter=not no_prefilter, jobs=jobs, baseline=baseline,
+                          progress=progress)
         except ValueError as problem:
             raise click.UsageError(str(problem)) from None
         except StrictStop as stop:
@@ -96,6 +105,8 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
     written = []
     if output:
         written.extend(write_output_dir(result, output, command))
+    if collect_dir:
+        written.extend(_collect(result, paths, Path(collect_dir)))
     if json_out:
         write_json(result, json_out, command)
         if json_out != "-":
@@ -104,6 +115,37 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
         console_out.render(result, _console(stderr=json_out == "-"), verbose, written)
     if fail_on and any(f.rule.level >= Level.parse(fail_on) for f in result.findings):
         raise SystemExit(EXIT_FINDINGS)
+
+
+def _collect(result: ScanResult, paths: tuple[str, ...], folder: Path) -> list[Path]:
+    """One zip of flagged files per host; its name is the host's, reduced to safe characters."""
+    folder.mkdir(parents=True, exist_ok=True)
+    collections, _ = discover(paths)
+    written = []
+    for index, (host, collection) in enumerate(zip(result.hosts, collections, strict=True), 1):
+        flagged = [f for f in host.findings if f.source_kind == "file"]
+        if flagged:
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", host.host)[:64].strip(".") or "host"
+            target = folder / f"{index:03d}-{safe}-collected.zip"
+            collect(flagged, collection, target)
+            written.append(target)
+    return written
+
+
+@cli.command("baseline")
+@click.argument("root", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="CSV of SHA256,build,path for the Exchange web folders.")
+@click.option("--build", default="local", show_default=True, help="Build label written into the baseline.")
+def baseline_command(root: str, output: str, build: str) -> None:
+    """Record the hashes of a known-good Exchange server's web folders (for `scan --baseline`)."""
+    collections, problems = discover([root])
+    known_good = build_baseline(collections, build=build)
+    known_good.save(output)
+    out = _console(stderr=False)
+    out.print(f"{len(known_good)} files recorded in {output}", highlight=False)
+    for problem in problems:
+        out.print(f"{problem.code} {problem.source}: {problem.message}", highlight=False)
 
 
 @cli.command("rules")
@@ -117,8 +159,15 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
     table = Table(title=f"exhunt {__version__}: rules")
     for column in ("Rule", "Level", "Stage", "CVEs", "Title"):
         table.add_column(column)
-    for info in ruleset.infos:
-        table.add_row(info.id, str(info.level), info.stage.value, ", ".join(info.cves), info.title)
+    literals = {rule.info.id: rule.literals for rule in ruleset.rules}
+    table.add_column("Prefilter")
+    for info in sorted(ruleset.infos + file_rules(), key=lambda item: item.id):
+        rule_literals = literals.get(info.id)
+        if info.id not in literals:
+            prefilter = "-"  # file rules and event-log rules: no text prefilter
+        else:
+            prefilter = ", ".join(sorted(rule_literals))[:40] if rule_literals else "full parse"
+        table.add_row(info.id, str(info.level), info.stage.value, ", ".join(info.cves), info.title, prefilter)
     out.print(table)
     for problem in ruleset.diagnostics:
         out.print(f"{problem.code} {problem.source}: {problem.message}", highlight=False)
