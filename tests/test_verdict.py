@@ -73,3 +73,13 @@ def test_full_evidence_assesses_every_cve() -> None:
 def test_files_with_no_records_do_not_count_as_assessed() -> None:
     assessed, _ = assessment({"httpproxy": coverage("httpproxy", 0)})
     assert assessed == ()
+
+
+def test_staging_archive_matters_only_after_exploitation() -> None:
+    archive = RuleInfo("ARCH-STAGING-1", "archive", Level.LOW, FindingStage.POST, after_exploitation=True)
+    zipped = Finding("EXCH01", archive, T0, "C:\\ProgramData\\it.zip", None, {})
+    assert host_stage([zipped], True)[0] is Stage.PROBED  # the McAfee-zip lesson: alone it is low
+    ssrf = finding("PL-SSRF-1", Level.CRITICAL, FindingStage.EXPLOIT)
+    stage, reasons = host_stage([zipped, ssrf], True)
+    assert stage is Stage.COMPROMISED
+    assert "relevant because the host shows exploitation" in reasons[0]

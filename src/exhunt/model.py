@@ -121,6 +121,9 @@ class RuleInfo:
     description: str = ""
     uuid: str = ""
     path: str = ""
+    #: Counts at its full stage only on a host that already shows exploitation (e.g. a staging
+    #: archive: alone it is only ``low``, CSS-Exchange issue 311).
+    after_exploitation: bool = False
 
 
 @dataclass(frozen=True, slots=True)

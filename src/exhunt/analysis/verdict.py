@@ -57,12 +57,13 @@ def host_stage(findings: Iterable[Finding], assessed_any: bool,
     """Highest stage the findings support, with the findings that support it.
 
     A host without findings is ``clean`` only if some evidence could be assessed, otherwise
-    ``unknown``.
+    ``unknown``. Findings whose rule only matters after exploitation (staging archives) count at
+    their own stage once the other findings show exploitation, and at most as ``probed`` before.
     """
-    ranked = sorted(
-        ((finding_stage(f, builds), f) for f in findings),
-        key=lambda pair: (-pair[0], -pair[1].rule.level, utc_iso(pair[1].time) or "~", pair[1].rule.id),
-    )
+    findings = list(findings)
+    ranked = _ranked(findings, builds, exploited=False)
+    if ranked and ranked[0][0] >= Stage.EXPLOITED:
+        ranked = _ranked(findings, builds, exploited=True)
     if not ranked or ranked[0][0] <= Stage.CLEAN:
         return (Stage.CLEAN if assessed_any else Stage.UNKNOWN), ()
     top = ranked[0][0]
@@ -76,10 +77,23 @@ def host_stage(findings: Iterable[Finding], assessed_any: bool,
         seen.add(finding.rule.id)
         where = f"{finding.source}:{finding.line}" if finding.line else finding.source
         patched = patched_at_the_time(finding, builds)
-        attempt = f" (build {patched} had the fix: an attempt only)" if patched else ""
+        note = f" (build {patched} had the fix: an attempt only)" if patched else ""
+        note += " (relevant because the host shows exploitation)" if finding.rule.after_exploitation else ""
         reasons.append(f"{finding.rule.id} ({finding.rule.level}, {finding.rule.stage}) "
-                       f"at {utc_iso(finding.time) or 'unknown time'} in {where}: {finding.rule.title}{attempt}")
+                       f"at {utc_iso(finding.time) or 'unknown time'} in {where}: {finding.rule.title}{note}")
     return top, tuple(reasons)
+
+
+def _ranked(findings: list[Finding], builds: Sequence[BuildSeen], exploited: bool) -> list[tuple[Stage, Finding]]:
+    def stage_of(finding: Finding) -> Stage:
+        if finding.rule.after_exploitation:
+            return finding.rule.stage.host_stage if exploited else min(finding_stage(finding, builds), Stage.PROBED)
+        return finding_stage(finding, builds)
+
+    return sorted(
+        ((stage_of(f), f) for f in findings),
+        key=lambda pair: (-pair[0], -pair[1].rule.level, utc_iso(pair[1].time) or "~", pair[1].rule.id),
+    )
 
 
 def assessment(coverage: Mapping[str, SourceCoverage]) -> tuple[tuple[str, ...], tuple[str, ...]]:

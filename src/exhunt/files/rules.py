@@ -61,6 +61,7 @@ def parse_meta(text: str, origin: str = "") -> dict[str, RuleInfo]:
             references=(meta["reference"],),
             description=meta.get("description", ""),
             path=f"rules/yara/{Path(origin).name}" if origin else "",
+            after_exploitation=meta.get("after_exploitation", "") == "true",
         )
     return infos
 

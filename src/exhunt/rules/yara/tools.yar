@@ -85,6 +85,7 @@ rule exhunt_arch_staging_1
         cves = ""
         attack = "T1560.001"
         reference = "https://github.com/microsoft/CSS-Exchange/issues/311"
+        after_exploitation = "true"
     strings:
         $zip = { 50 4B 03 04 }
         $seven_zip = { 37 7A BC AF 27 1C }
