@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exhunt import __version__
+from exhunt.case import Case
 from exhunt.engine.rules import load_rules
 from exhunt.files import build_baseline, collect, file_rules
 from exhunt.layouts import discover
@@ -73,18 +74,21 @@ def cli() -> None:
 @click.option("--no-prefilter", is_flag=True, help="Parse every line instead of only lines holding a rule literal.")
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Known-good hashes (from `exhunt baseline`): report only deviations in Exchange web folders.")
+@click.option("--case", "case_file", metavar="FILE",
+              help="Keep everything in a SQLite case file; rerun with the same arguments to resume.")
 @click.option("--collect", "collect_dir", metavar="DIR",
               help="Copy flagged files into DIR/NNN-<host>-collected.zip with a hash manifest (never executed).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
 def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
                  since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
-                 strict: bool, jobs: int, no_prefilter: bool, baseline: str | None, collect_dir: str | None,
-                 quiet: bool, verbose: int) -> None:
+                 strict: bool, jobs: int, no_prefilter: bool, baseline: str | None, case_file: str | None,
+                 collect_dir: str | None, quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
     err = _console(stderr=True)
+    command = shlex.join(["exhunt", *sys.argv[1:]])
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task("scanning", total=None)
@@ -95,13 +99,12 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
         try:
             result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
                           strict=strict, prefilter=not no_prefilter, jobs=jobs, baseline=baseline,
-                          progress=progress)
-        except ValueError as problem:
+                          case=case_file, command=command, progress=progress)
+        except ValueError as problem:  # contradictory arguments, or another scan's case file
             raise click.UsageError(str(problem)) from None
         except StrictStop as stop:
             click.echo(f"exhunt: --strict: {stop}", err=True)
             raise SystemExit(EXIT_STRICT) from None
-    command = shlex.join(["exhunt", *sys.argv[1:]])
     written = []
     if output:
         written.extend(write_output_dir(result, output, command))
@@ -130,6 +133,27 @@ def _collect(result: ScanResult, paths: tuple[str, ...], folder: Path) -> list[P
             collect(flagged, collection, target)
             written.append(target)
     return written
+
+
+@cli.command("report")
+@click.argument("case_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", metavar="DIR", help="Write every report file into DIR.")
+@click.option("--json", "json_out", metavar="FILE", help="Write the JSON result document (- for stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def report_command(case_file: str, output: str | None, json_out: str | None, quiet: bool) -> None:
+    """Render the reports of a finished scan from its case file (the evidence is not needed)."""
+    store = Case(case_file)
+    try:
+        result, command = store.result(), store.command()
+    except ValueError as problem:
+        raise click.ClickException(str(problem)) from None
+    finally:
+        store.close()
+    written = write_output_dir(result, output, command) if output else []
+    if json_out:
+        write_json(result, json_out, command)
+    if not quiet:
+        console_out.render(result, _console(stderr=json_out == "-"), 0, written)
 
 
 @cli.command("baseline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
 import sys
 import zipfile
 import zlib
@@ -20,13 +21,14 @@ from exhunt import diagnostics as diag
 from exhunt import files
 from exhunt.analysis import exposure, mitigations, verdict
 from exhunt.analysis.chains import BuildSeen, chains
+from exhunt.case import Case, fingerprint, register
 from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.prefilter import LineCounts, cut_points, part_of, top_of
 from exhunt.engine.rules import RuleSelector, RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
-from exhunt.model import Diagnostic, Exposure, Finding, HostResult, Record, ScanResult, SourceCoverage
+from exhunt.model import Diagnostic, Exposure, Finding, HostResult, Record, ScanResult, SourceCoverage, utc_iso
 from exhunt.readers import FileFacts
 from exhunt.readers.lines import iter_lines
 from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
@@ -63,6 +65,12 @@ class ScanOptions:
     prefilter: bool = True
     jobs: int = 1
     baseline: str | None = None
+
+    def signature(self) -> dict[str, object]:
+        """What must match for a case file to be resumed (not ``jobs``: it does not change results)."""
+        return {"paths": list(self.paths), "host": self.host, "since": utc_iso(self.since),
+                "until": utc_iso(self.until), "rule_dirs": list(self.rule_dirs), "prefilter": self.prefilter,
+                "baseline": self.baseline}
 
     def in_window(self, moment: datetime | None) -> bool:
         if moment is None:
@@ -133,13 +141,17 @@ class _Task:
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
          until: datetime | None = None, rule_dirs: Sequence[str | Path] = (), strict: bool = False,
          prefilter: bool = True, jobs: int = 1, baseline: str | Path | None = None,
-         progress: Progress | None = None) -> ScanResult:
+         case: str | Path | None = None, command: str = "", progress: Progress | None = None) -> ScanResult:
     """Scan evidence paths and return every host's verdict, findings and diagnostics.
 
     Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
     warning about the evidence raises :class:`StrictStop`. ``prefilter`` (on by default) parses
-    only the lines that hold a rule's literal; the findings are the same either way. Raises :class:`ValueError` for
-    contradictory arguments.
+    only the lines that hold a rule's literal, and ``jobs`` worker processes read files and
+    parts of large files in parallel; neither changes the result. ``baseline`` (known-good
+    hashes, :mod:`exhunt.files.baseline`) limits the file-tree scan of Exchange web folders to
+    deviations. With ``case`` (a SQLite file, :mod:`exhunt.case`) every finished unit of work is
+    stored at once and a rerun with the same arguments reuses it. Raises :class:`ValueError`
+    for contradictory arguments (:class:`exhunt.case.CaseMismatch` for another scan's case file).
     """
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
                           strict, prefilter, max(1, jobs), None if baseline is None else str(baseline))
@@ -148,11 +160,34 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     collections, problems = discover(options.paths)
     if host and len(collections) > 1:
         raise ValueError(f"a host name was given, but the paths hold {len(collections)} collections")
-    states = _run_tasks(_tasks(collections, rules, options), len(collections), options, progress)
-    known_good = files.load_baseline(options.baseline) if options.baseline else None
-    for collection, state in zip(collections, states, strict=True):
-        _scan_file_tree(collection, state, known_good, options)
-    hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
+    store = Case(case) if case else None
+    try:
+        if store:
+            store.bind(options.signature(), command, rules_version(rules))
+        states = _run_tasks(_tasks(collections, rules, options), collections, options, progress, store)
+        known_good = files.load_baseline(options.baseline) if options.baseline else None
+        for index, (collection, state) in enumerate(zip(collections, states, strict=True)):
+            state.merge(_file_tree(index, collection, known_good, options, store))
+        hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
+        result = _result(hosts, collections, problems, rules, options, started)
+        if store:
+            store.save_result(result)
+        return result
+    finally:
+        if store:
+            store.close()
+
+
+def rules_version(rules: RuleSet) -> str:
+    """A short hash of every rule text in use (shipped, user and file rules)."""
+    digest = hashlib.sha256()
+    for info in sorted(rules.infos + files.file_rules(), key=lambda item: item.id):
+        digest.update(repr(info).encode())
+    return digest.hexdigest()[:16]
+
+
+def _result(hosts: list[tuple[HostResult, list[Diagnostic]]], collections: Sequence[Collection],
+            problems: list[Diagnostic], rules: RuleSet, options: ScanOptions, started: datetime) -> ScanResult:
     attached = {d for c in collections for d in c.diagnostics}
     all_diags = list(rules.diagnostics) + [d for d in problems if d not in attached]
     for (result, file_diags), collection in zip(hosts, collections, strict=True):
@@ -164,8 +199,8 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
         started=started,
         finished=datetime.now(UTC),
         rules=tuple(sorted(rules.infos + files.file_rules(), key=lambda info: info.id)),
-        options={"paths": list(options.paths), "host": host, "since": since, "until": until,
-                 "rule_dirs": list(options.rule_dirs), "baseline": options.baseline},
+        options={"paths": list(options.paths), "host": options.host, "since": options.since,
+                 "until": options.until, "rule_dirs": list(options.rule_dirs), "baseline": options.baseline},
     )
 
 
@@ -192,24 +227,34 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
     return tasks
 
 
-def _run_tasks(tasks: list[_Task], collections: int, options: ScanOptions,
-               progress: Progress | None) -> list[_HostState]:
+def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: ScanOptions,
+               progress: Progress | None, store: Case | None = None) -> list[_HostState]:
     """Run every task, in worker processes when ``jobs`` > 1, and merge in task order.
 
     Parts of a split file are read assuming the file's top header block and numbered from their
     own start; the merge moves their line numbers into place. If a part holds header lines of
-    its own (a mid-file ``#Fields`` change), the parts after it are read again exactly.
+    its own (a mid-file ``#Fields`` change), the parts after it are read again exactly. With a
+    case file, units finished by an earlier run are reused and new ones stored as they finish.
     """
-    states = [_HostState() for _ in range(collections)]
+    prints = _fingerprints(tasks, collections, store) if store else {}
+    outcomes: list[_HostState | None] = [
+        store.outcome(_key(task), prints[task.evidence.origin]) if store else None for task in tasks
+    ]
+    pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
     work = partial(_run_task, options=options)
-    if options.jobs > 1 and len(tasks) > 1:
+    if options.jobs > 1 and len(pending) > 1:
         context = get_context("fork" if sys.platform == "linux" else "spawn")
         with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
-            outcomes = list(pool.map(work, tasks, chunksize=1))
+            for index, outcome in zip(pending, pool.map(work, [tasks[i] for i in pending], chunksize=1),
+                                      strict=True):
+                outcomes[index] = _stored(store, tasks[index], prints, outcome)
     else:
-        outcomes = [work(task) for task in tasks]
+        for index in pending:
+            outcomes[index] = _stored(store, tasks[index], prints, work(tasks[index]))
+    states = [_HostState() for _ in collections]
     offset, redo = 0, False
-    for number, (task, outcome) in enumerate(zip(tasks, outcomes, strict=True), 1):
+    for number, (task, done) in enumerate(zip(tasks, outcomes, strict=True), 1):
+        outcome = done or _HostState()
         if task.span is None or task.span[0] == 0:
             offset, redo = 0, False
         if redo:
@@ -220,6 +265,30 @@ def _run_tasks(tasks: list[_Task], collections: int, options: ScanOptions,
         if progress:
             progress(task.evidence.path, number, len(tasks))
     return states
+
+
+def _key(task: _Task) -> str:
+    return f"{task.collection}:{task.evidence.origin}:{task.span}"
+
+
+def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: Case) -> dict[str, str]:
+    prints: dict[str, str] = {}
+    for task in tasks:
+        origin = task.evidence.origin
+        if origin not in prints:
+            try:
+                prints[origin] = fingerprint(task.evidence)
+            except (OSError, zipfile.BadZipFile, zlib.error, EOFError):
+                prints[origin] = f"{task.evidence.size}:unreadable"
+                continue
+            store.record_evidence(task.evidence, prints[origin], task.layout, collections[task.collection].root)
+    return prints
+
+
+def _stored(store: Case | None, task: _Task, prints: dict[str, str], outcome: _HostState) -> _HostState:
+    if store:
+        store.save_outcome(_key(task), prints[task.evidence.origin], outcome)
+    return outcome
 
 
 @cache
@@ -239,15 +308,23 @@ def _run_task(task: _Task, options: ScanOptions) -> _HostState:
     return state
 
 
-def _scan_file_tree(collection: Collection, state: _HostState, baseline: files.Baseline | None,
-                    options: ScanOptions) -> None:
+def _file_tree(index: int, collection: Collection, baseline: files.Baseline | None, options: ScanOptions,
+               store: Case | None) -> _HostState:
     """Web shells, dumps and staging archives among the collection's files (``exhunt.files``)."""
+    key = f"tree:{index}:{collection.root}"
+    tree_print = f"{len(collection.files)}:{sum(f.size for f in collection.files)}:{options.baseline}"
+    if store and (stored := store.outcome(key, tree_print)) is not None:
+        return stored
+    state = _HostState()
     tree = files.scan_files(collection, baseline=baseline)
     state.findings.extend(f for f in tree.findings if options.in_window(f.time))
     state.diagnostics.extend(tree.diagnostics)
     if tree.files_examined:
         state.count("file", files=tree.files_examined, records=tree.files_examined,
                     problems=len(tree.diagnostics), size=tree.bytes_read)
+    if store:
+        store.save_outcome(key, tree_print, state)
+    return state
 
 
 def _host_result(collection: Collection, state: _HostState, rules: RuleSet,
@@ -410,3 +487,6 @@ class _Bounded:
         if left <= 0:
             return b""
         return self._stream.readline(left if size < 0 else min(size, left))
+
+
+register(_HostState, BaseMatch, BuildSeen)
