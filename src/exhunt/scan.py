@@ -341,7 +341,8 @@ def _host_result(collection: Collection, state: _HostState, rules: RuleSet,
         for kind, (files, records, problems, size) in sorted(state.coverage.items())
     }
     assessed, not_assessed = verdict.assessment(coverage)
-    stage, reasons = verdict.host_stage(findings, bool(assessed), state.builds)
+    builds = _distinct(state.builds)
+    stage, reasons = verdict.host_stage(findings, bool(assessed), builds)
     result = HostResult(
         host=host,
         layout=collection.layout,
@@ -353,9 +354,19 @@ def _host_result(collection: Collection, state: _HostState, rules: RuleSet,
         assessed=assessed,
         findings=tuple(findings),
         stage_reasons=reasons,
-        chains=chains(findings, state.builds),
+        chains=chains(findings, builds),
     )
     return result, [replace(d, host=host) for d in state.diagnostics]
+
+
+def _distinct(builds: Sequence[BuildSeen]) -> tuple[BuildSeen, ...]:
+    """One entry per build, spanning the first and last time any file saw it."""
+    spans: dict[str, tuple[datetime | None, datetime | None]] = {}
+    for seen in builds:
+        first, last = spans.get(seen.text, (seen.first, seen.last))
+        spans[seen.text] = (min((t for t in (first, seen.first) if t), default=None),
+                            max((t for t in (last, seen.last) if t), default=None))
+    return tuple(BuildSeen(text, first, last) for text, (first, last) in sorted(spans.items()))
 
 
 def _exposure(state: _HostState) -> Exposure:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS, Build, BuildTable
 from exhunt.model import ChainActivity, Finding
@@ -36,6 +37,11 @@ def chain_of(finding: Finding) -> str | None:
 
 def build_at(moment: datetime | None, builds: Sequence[BuildSeen]) -> str | None:
     """The build a host ran at ``moment``: the last build first seen at or before it, else the earliest."""
+    return _build_at(moment, tuple(builds))
+
+
+@lru_cache(maxsize=4096)
+def _build_at(moment: datetime | None, builds: tuple[BuildSeen, ...]) -> str | None:
     timed = sorted((seen.first, seen.text) for seen in builds if seen.first is not None)
     if not timed:
         untimed = sorted({seen.text for seen in builds}, key=_order)
@@ -48,13 +54,16 @@ def build_at(moment: datetime | None, builds: Sequence[BuildSeen]) -> str | None
 
 def open_cves(finding: Finding, build: str | None, table: BuildTable | None = None) -> tuple[str, ...] | None:
     """The finding's CVEs that ``build`` left open; ``None`` when the build or its CU is unknown."""
-    parsed = Build.parse(build) if build else None
-    if parsed is None:
-        return None
-    unpatched = (table or BuildTable.default()).unpatched(parsed)
+    unpatched = _unpatched(build, table or BuildTable.default())
     if unpatched is None:
         return None
     return tuple(cve for cve in finding.rule.cves if cve in unpatched)
+
+
+@lru_cache(maxsize=1024)
+def _unpatched(build: str | None, table: BuildTable) -> tuple[str, ...] | None:
+    parsed = Build.parse(build) if build else None
+    return table.unpatched(parsed) if parsed else None
 
 
 def chains(findings: Iterable[Finding], builds: Sequence[BuildSeen]) -> tuple[ChainActivity, ...]:
@@ -89,8 +98,7 @@ def _summary(family: str, build: str | None, exposed: bool | None, left_open: tu
 
 
 def _family_open(build: str | None, family: str) -> tuple[str, ...] | None:
-    parsed = Build.parse(build) if build else None
-    unpatched = BuildTable.default().unpatched(parsed) if parsed else None
+    unpatched = _unpatched(build, BuildTable.default())
     if unpatched is None:
         return None
     return tuple(cve for cve in FAMILIES[family] if cve in unpatched)
