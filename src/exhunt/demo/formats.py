@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from exhunt.analysis.exposure import Build
@@ -31,12 +31,6 @@ IIS_FIELDS = " ".join(EXCHANGE_DEFAULT_FIELDS)
 HTTPERR_FIELDS = (
     "date time c-ip c-port s-ip s-port cs-version cs-method cs-uri streamid sc-status s-siteid s-reason s-queuename"
 )
-
-
-def padded(build: Build, revision: int | None = None) -> str:
-    """The zero-padded form of log headers (``15.01.2176.002``), optionally with another revision."""
-    rev = build.revision if revision is None else revision
-    return f"{build.major}.{build.minor:02d}.{build.build:04d}.{rev:03d}"
 
 
 def encoded(build: Build) -> int:
@@ -234,7 +228,7 @@ def _httpproxy_values(req: Request, server: Server) -> dict[str, str]:
             "BackEndStatus": str(req.backend.status) if req.backend else "",
             "ProxyAction": "Proxy",
             "TargetServer": req.target_server,
-            "TargetServerVersion": padded(build, 0),
+            "TargetServerVersion": replace(build, revision=0).long,
             "RoutingType": "IntraForest",
             "ProxyTime": str(max(req.latency_ms - 3, 0)),
             "RoutingStatus": "CafeV1",
@@ -246,7 +240,7 @@ def httpproxy_log(requests: Sequence[Request], server: Server, *, bare_header: b
     """One ``HttpProxy_YYYYMMDDHH-N.LOG`` file; ``bare_header`` adds the plain column-name first line."""
     fields = ",".join(HTTPPROXY_FIELDS)
     lines = [fields] if bare_header else []
-    lines += _exchange_header(padded(server.build), "HttpProxy Logs", requests[0].time, fields)
+    lines += _exchange_header(server.build.long, "HttpProxy Logs", requests[0].time, fields)
     for req in requests:
         values = _httpproxy_values(req, server)
         lines.append(_csv_line([values.get(name, "") for name in HTTPPROXY_FIELDS]))
@@ -405,7 +399,7 @@ def rps_http_log(requests: Sequence[RpsRequest], server: Server) -> bytes:
     commas replaced by spaces as in that excerpt.
     """
     fields = ",".join(RPS_HTTP_FIELDS)
-    lines = [fields, *_exchange_header(padded(server.build), "Rps Http Logs", requests[0].time, fields)]
+    lines = [fields, *_exchange_header(server.build.long, "Rps Http Logs", requests[0].time, fields)]
     for req in requests:
         values = _rps_http_values(req, server)
         lines.append(_csv_line([values.get(name, "") for name in RPS_HTTP_FIELDS]))
