@@ -21,7 +21,7 @@ from exhunt.scan import scan
 
 REPO = Path(__file__).resolve().parents[1]
 FILE_NAMES = ["findings.jsonl", "summary.json", "findings.csv", "hosts.csv", "timeline.jsonl",
-              "findings.ecs.ndjson", "indicators.stix.json"]
+              "findings.ecs.ndjson", "indicators.stix.json", "report.html"]
 DANGEROUS_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PAYLOADS = ['=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\t=1+1", "\r=1+1",
             "first\r\nsecond", "<script>alert(1)</script>"]

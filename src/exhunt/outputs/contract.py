@@ -59,7 +59,8 @@ def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> int:
 def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") -> list[Path]:
     """Write the fixed-name output files into ``folder`` and return their paths, in this order:
     ``findings.jsonl``, ``summary.json``, ``findings.csv``, ``hosts.csv``, ``timeline.jsonl``
-    (Timesketch), ``findings.ecs.ndjson`` (Elastic) and ``indicators.stix.json`` (STIX 2.1).
+    (Timesketch), ``findings.ecs.ndjson`` (Elastic), ``indicators.stix.json`` (STIX 2.1) and
+    ``report.html`` (a self-contained HTML report).
 
     File names are fixed: nothing read from the evidence ever names an output file.
     """
@@ -72,11 +73,12 @@ def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") 
     write_json(result, summary_path, command)
     written = [findings_path, summary_path]
     # Imported here: the format writers import this package's helpers (and stix2 is heavy).
-    from exhunt.outputs import csv_out, ecs, stix, timesketch
+    from exhunt.outputs import csv_out, ecs, html, stix, timesketch
 
     findings = result.findings
     written.extend(csv_out.write_csv_files(findings, result.hosts, out))
     written.append(timesketch.write_timeline_file(findings, out)[0])
     written.append(ecs.write_ecs_file(findings, out, created=result.finished))
     written.append(stix.write_stix_file(findings, out, hosts=[host.host for host in result.hosts]))
+    written.append(html.write_html(result, out / html.FILE_NAME, command))
     return written
