@@ -290,6 +290,12 @@ CASES = [
             ".InternalURL='https://exch01.contoso.local/OAB'"
             ".Path='C:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\OAB'")],
        id="new-vdir"),
+    # PS-CMD-ECP-1: mailbox export through ECP
+    tp("PS-CMD-ECP-1", "ecp", [ecp("New-MailboxExportRequest.Mailbox='bob'.FilePath='\\\\fs01\\pst$\\bob.pst'",
+                                   "/ecp/DDI/DDIService.svc/NewObject?schema=MailboxExportRequest")], id="export"),
+    nm("PS-CMD-ECP-1", "ecp", [ecp("Get-MailboxExportRequest.Identity=$null",
+                                   "/ecp/DDI/DDIService.svc/GetList?schema=MailboxExportRequest")],
+       id="listing-exports"),
     # PL-27065-2: markup in a virtual directory URL
     tp("PL-27065-2", "ecp", [ecp(f"Set-OabVirtualDirectory.ExternalUrl='{CHOPPER}'.Identity='{OAB_ID}'")],
        also=["PL-27065-1"], id="helsecert-china-chopper"),

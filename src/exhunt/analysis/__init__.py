@@ -1,1 +1,2 @@
-"""Host-level analysis of scan results, such as the exposure of a host's Exchange build."""
+"""Host-level analysis of scan results (exposure, chains, verdicts) and the scoping views built from a
+``ScanResult``: ``timeline``, ``incidents``, ``mailboxes``, ``indicators`` and ``fleet``."""
