@@ -43,7 +43,8 @@ def test_examples_scan_gives_each_demo_host_its_stage(tmp_path: Path, schema: di
     jsonschema.validate(document, schema)
     assert {h["host"]: h["stage"] for h in document["hosts"]} == EXPECTED
     assert "\x1b[" not in proc.stdout  # no colour when not a terminal
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("│ EXCH")]
+    host_table, mailbox_table = proc.stdout.split("exhunt: mailboxes")
+    rows = [line for line in host_table.splitlines() if line.startswith("│ EXCH")]
     assert [row.split("│")[1].strip() for row in rows] == sorted(EXPECTED)
     for row in rows:
         name, stage = (cell.strip() for cell in row.split("│")[1:3])
@@ -53,6 +54,36 @@ def test_examples_scan_gives_each_demo_host_its_stage(tmp_path: Path, schema: di
     assert "CVE-2021-26855" in exch01["exposure"]["unpatched"]
     assert any(r.startswith("PL-WS-5-USE") for r in exch01["stage_reasons"])
     assert any("CVE-2021-26857 not assessed" in gap for gap in exch01["not_assessed"])
+    mailbox_rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in mailbox_table.splitlines()
+                    if line.startswith("│ EXCH")]
+    assert ["EXCH05", "bob", "confirmed exported"] in mailbox_rows
+    assert ["EXCH06", "alice@contoso.com", "accessed"] in mailbox_rows
+    assert [row["verdict"] for row in document["mailboxes"] if row["host"] == "EXCH05"] == ["confirmed exported"]
+    incident = next(i for i in document["incidents"] if i["host"] == "EXCH01")
+    assert incident["attacker_ips"][0] == "203.0.113.45"
+
+
+def test_timeline_orders_the_demo_attacks(tmp_path: Path) -> None:
+    proc = run("timeline", str(EXAMPLES), "--format", "jsonl", "--level", "medium")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["time"] for row in rows] == sorted(row["time"] for row in rows)
+    assert {row["host"] for row in rows} >= {"EXCH01", "EXCH02", "EXCH04", "EXCH05", "EXCH06", "EXCH08"}
+    first = {}
+    for row in rows:
+        first.setdefault((row["host"], row["rule"]), row["time"])
+    # EXCH01 runs the whole ProxyLogon chain: SSRF, then the OAB virtual directory write, then shell use.
+    assert first["EXCH01", "PL-SSRF-1"] < first["EXCH01", "PL-27065-3"] < first["EXCH01", "PL-WS-5-USE"]
+    case = tmp_path / "scan.case"
+    assert main(["scan", str(EXAMPLES), "-q", "--case", str(case)]) == 0
+    again = run("timeline", "--case", str(case), "--format", "jsonl", "--level", "medium")
+    assert [json.loads(line) for line in again.stdout.splitlines()] == rows
+    table = run("timeline", str(EXAMPLES / "EXCH01"), "--from", "2021-03-03T06:49:00Z", "--to", "2021-03-03T06:51Z",
+                "--level", "medium", env={"NO_COLOR": "1", "COLUMNS": "250"})
+    assert table.returncode == 0, table.stderr
+    shown = [line.split("│")[3].strip() for line in table.stdout.splitlines() if line.startswith("│ 2021")]
+    assert shown.index("PL-SSRF-1") < shown.index("PL-26858-1") and "PL-SSRF-5" not in shown  # 06:41 is out
+    assert main(["timeline"]) == 1 and main(["timeline", str(EXAMPLES), "--case", str(case)]) == 1
 
 
 def test_output_dir_and_json_to_stdout(tmp_path: Path, schema: dict) -> None:

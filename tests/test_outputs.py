@@ -20,7 +20,8 @@ from exhunt.outputs.contract import write_output_dir
 from exhunt.scan import scan
 
 REPO = Path(__file__).resolve().parents[1]
-FILE_NAMES = ["findings.jsonl", "summary.json", "findings.csv", "hosts.csv", "timeline.jsonl",
+FILE_NAMES = ["findings.jsonl", "summary.json", "findings.csv", "hosts.csv", "mailboxes.csv", "indicators.csv",
+              "timeline.jsonl",
               "findings.ecs.ndjson", "indicators.stix.json", "report.html"]
 DANGEROUS_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PAYLOADS = ['=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\t=1+1", "\r=1+1",
@@ -128,12 +129,16 @@ def test_csv_neutralises_formulas_and_escapes_line_breaks() -> None:
 
 
 def test_csv_bom_and_delimiter_options(tmp_path: Path, result: ScanResult) -> None:
-    paths = csv_out.write_csv_files(result.findings[:3], result.hosts, tmp_path, bom=True, delimiter=";")
+    paths = csv_out.write_csv_files(result, tmp_path, bom=True, delimiter=";")
     raw = paths[0].read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     with paths[0].open(encoding="utf-8-sig", newline="") as stream:
         rows = list(csv.reader(stream, delimiter=";"))
-    assert tuple(rows[0]) == csv_out.FINDING_COLUMNS and len(rows) == 4
+    assert tuple(rows[0]) == csv_out.FINDING_COLUMNS and len(rows) == len(result.findings) + 1
+    assert [path.name for path in paths] == ["findings.csv", "hosts.csv", "mailboxes.csv", "indicators.csv"]
+    for path, columns in zip(paths[2:], (csv_out.MAILBOX_COLUMNS, csv_out.INDICATOR_COLUMNS), strict=True):
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            assert tuple(next(csv.reader(stream, delimiter=";"))) == columns
 
 
 # --- Timesketch ------------------------------------------------------------------------------------

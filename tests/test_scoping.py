@@ -29,11 +29,11 @@ from exhunt.analysis.mailboxes import (
     POSSIBLY_ACCESSED,
     MailboxRow,
     mailbox_exposure,
-    write_mailbox_csv,
 )
 from exhunt.analysis.refs import EvidenceRef
 from exhunt.analysis.timeline import sort_key, timeline
 from exhunt.model import ScanResult
+from exhunt.outputs import csv_out
 from exhunt.scan import scan
 from logfmt import at
 
@@ -241,7 +241,8 @@ def test_mailbox_csv(generated: ScanResult, tmp_path: Path) -> None:
                          None, None, (ref,), notes=("line\nbreak",))
     rows = (*mailbox_exposure(generated), hostile)
     path = tmp_path / "mailboxes.csv"
-    assert write_mailbox_csv(rows, path) == len(rows)
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        assert csv_out.write_mailboxes_csv(rows, stream) == len(rows)
     raw = path.read_bytes()
     assert raw.count(b"\r\n") == len(rows) + 1
     with path.open(encoding="utf-8", newline="") as stream:

@@ -6,6 +6,7 @@ the evidence; 3 ``--fail-on`` found findings at or above the given level.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exhunt import __version__
+from exhunt.analysis.timeline import timeline
 from exhunt.case import Case
 from exhunt.engine.rules import load_rules
 from exhunt.files import build_baseline, collect, file_rules
@@ -142,18 +145,53 @@ def _collect(result: ScanResult, paths: tuple[str, ...], folder: Path) -> list[P
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def report_command(case_file: str, output: str | None, json_out: str | None, quiet: bool) -> None:
     """Render the reports of a finished scan from its case file (the evidence is not needed)."""
-    store = Case(case_file)
-    try:
-        result, command = store.result(), store.command()
-    except ValueError as problem:
-        raise click.ClickException(str(problem)) from None
-    finally:
-        store.close()
+    result, command = _load_case(case_file)
     written = write_output_dir(result, output, command) if output else []
     if json_out:
         write_json(result, json_out, command)
     if not quiet:
         console_out.render(result, _console(stderr=json_out == "-"), 0, written)
+
+
+def _load_case(case_file: str) -> tuple[ScanResult, str]:
+    store = Case(case_file)
+    try:
+        return store.result(), store.command()
+    except ValueError as problem:
+        raise click.ClickException(str(problem)) from None
+    finally:
+        store.close()
+
+
+@cli.command("timeline")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--case", "case_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Read a finished scan's case file instead of scanning PATHS.")
+@click.option("--from", "since", metavar="UTC", help="Only activity at or after this time.")
+@click.option("--to", "until", metavar="UTC", help="Only activity at or before this time.")
+@click.option("--level", "min_level", type=click.Choice(LEVELS), default="low", show_default=True,
+              help="Leave out findings below LEVEL.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores")
+def timeline_command(paths: tuple[str, ...], case_file: str | None, since: str | None, until: str | None,
+                     min_level: str, fmt: str, jobs: int) -> None:
+    """Print every finding of every host in UTC time order, with its source and line."""
+    if bool(paths) == bool(case_file):
+        raise click.UsageError("give evidence PATHS or --case FILE (one of them)")
+    window = (_utc(since, "--from"), _utc(until, "--to"))
+    result = _load_case(case_file)[0] if case_file else scan(paths, since=window[0], until=window[1], jobs=jobs)
+    level = Level.parse(min_level)
+    rows = [row for row in timeline(result) if Level.parse(row.level) >= level
+            and (window[0] is None or (row.time is not None and row.time >= window[0]))
+            and (window[1] is None or (row.time is not None and row.time <= window[1]))]
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row.to_dict(), ensure_ascii=False))
+        return
+    out = _console(stderr=False)
+    out.print(console_out.timeline_table(rows))
+    out.print(f"{len(rows)} row(s), {len(result.hosts)} host(s), {len(result.diagnostics)} diagnostic(s)"
+              " (the JSON output lists each one)", highlight=False)
 
 
 @cli.command("baseline")
@@ -169,7 +207,7 @@ def baseline_command(root: str, output: str, build: str) -> None:
     out = _console(stderr=False)
     out.print(f"{len(known_good)} files recorded in {output}", highlight=False)
     for problem in problems:
-        out.print(f"{problem.code} {problem.source}: {problem.message}", highlight=False)
+        out.print(escape(f"{problem.code} {problem.source}: {problem.message}"), highlight=False)
 
 
 @cli.command("rules")
@@ -194,7 +232,7 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
         table.add_row(info.id, str(info.level), info.stage.value, ", ".join(info.cves), info.title, prefilter)
     out.print(table)
     for problem in ruleset.diagnostics:
-        out.print(f"{problem.code} {problem.source}: {problem.message}", highlight=False)
+        out.print(escape(f"{problem.code} {problem.source}: {problem.message}"), highlight=False)
 
 
 @cli.command("demo")

@@ -41,15 +41,12 @@ mailboxes; :data:`NOT_ASSESSABLE` is the sentence a report should print. The EWS
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from exhunt.model import Finding, HostResult, ScanResult, utc_iso
-from exhunt.outputs.csv_out import LIST_SEPARATOR, cell
 
 from .refs import MIN_LEVEL, EvidenceRef, client_address, in_order, shell_name
 
@@ -75,8 +72,6 @@ NOT_ASSESSABLE = (
     "-ShowDetails -StartDate <first activity> (if AuditEnabled was True) and Search-AdminAuditLog "
     "-Cmdlets New-MailboxExportRequest,Remove-MailboxExportRequest."
 )
-CSV_COLUMNS = ("host", "mailbox", "mailbox_named", "verdict", "means", "first", "last", "client_ips", "scope",
-               "basis", "notes", "evidence")
 
 _EXPORT = "new-mailboxexportrequest"
 _REMOVE = "remove-mailboxexportrequest"
@@ -147,23 +142,6 @@ def mailbox_exposure(result: ScanResult) -> tuple[MailboxRow, ...]:
         rows.extend(_host_rows(host))
     return tuple(sorted(rows, key=lambda r: (r.host, r.first is None, utc_iso(r.first) or "", r.mailbox.casefold(),
                                              r.verdict)))
-
-
-def write_mailbox_csv(rows: Iterable[MailboxRow], path: str | Path, bom: bool = False) -> int:
-    """Write :data:`CSV_COLUMNS` and one line per row (UTF-8, CRLF, formula-neutralised cells); returns rows."""
-    count = 0
-    with Path(path).open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as stream:
-        writer = csv.writer(stream, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            values: tuple[object, ...] = (
-                row.host, row.mailbox, "yes" if row.mailbox_named else "no", row.verdict, row.means,
-                utc_iso(row.first), utc_iso(row.last), LIST_SEPARATOR.join(row.client_ips), row.scope, row.basis,
-                " | ".join(row.notes), "; ".join(ref.label() for ref in row.evidence),
-            )
-            writer.writerow([cell(value) for value in values])
-            count += 1
-    return count
 
 
 # --- export requests ---------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
+from exhunt.analysis.incidents import incidents
+from exhunt.analysis.mailboxes import MailboxRow, mailbox_exposure
+from exhunt.analysis.timeline import TimelineEvent
 from exhunt.model import Mitigation, ScanResult, Stage, utc_iso
 from exhunt.outputs import timesketch
 
@@ -34,6 +37,14 @@ def render(result: ScanResult, console: Console, verbose: int = 0,
             console.print(f"  {escape(host.host)}: {escape(chain.summary)}", highlight=False)
         for gap in host.not_assessed:
             console.print(f"  [dim]{escape(host.host)}: {escape(gap)}[/]", highlight=False)
+    for incident in incidents(result):
+        window = f"{utc_iso(incident.first) or '?'} .. {utc_iso(incident.last) or '?'}"
+        console.print(f"  {escape(incident.host)} {escape(incident.id)}: {window}, "
+                      f"{escape(' -> '.join(incident.step_names))}"
+                      f"{' from ' + escape(', '.join(incident.attacker_ips)) if incident.attacker_ips else ''}",
+                      highlight=False)
+    if rows := mailbox_exposure(result):
+        console.print(mailbox_table(rows))
     if verbose:
         console.print(_findings_table(result))
     levels = Counter(d.level for d in result.diagnostics)
@@ -100,4 +111,27 @@ def _findings_table(result: ScanResult) -> Table:
             escape(finding.client_ip or "-"),
             escape(f"{finding.source}:{finding.line}" if finding.line else finding.source),
         )
+    return table
+
+
+def mailbox_table(rows: Sequence[MailboxRow]) -> Table:
+    """The per-mailbox verdicts, each with how many evidence rows justify it."""
+    table = Table(title="exhunt: mailboxes")
+    for column in ("Host", "Mailbox", "Verdict", "Means", "First (UTC)", "Client", "Evidence"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(escape(row.host), escape(row.mailbox), row.verdict, escape(row.means),
+                      utc_iso(row.first) or "-", escape(", ".join(row.client_ips) or "-"), str(len(row.evidence)))
+    return table
+
+
+def timeline_table(rows: Sequence[TimelineEvent]) -> Table:
+    """Timeline rows in the order given."""
+    table = Table(title="exhunt: timeline")
+    for column in ("Time (UTC)", "Host", "Rule", "Level", "Client", "Source:line", "What"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(utc_iso(row.time) or "-", escape(row.host), escape(row.rule), row.level,
+                      escape(row.client_ip or "-"), escape(f"{row.source}:{row.line}" if row.line else row.source),
+                      escape(row.description))
     return table

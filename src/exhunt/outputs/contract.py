@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import IO
 
 from exhunt import __version__
+from exhunt.analysis.fleet import fleet
+from exhunt.analysis.incidents import incidents
+from exhunt.analysis.indicators import observed_indicators
+from exhunt.analysis.mailboxes import mailbox_exposure
+from exhunt.analysis.timeline import timeline
 from exhunt.model import Finding, ScanResult, utc_iso
 
 SCHEMA_FILE = Path(__file__).with_name("contract.schema.json")
@@ -35,6 +40,11 @@ def document(result: ScanResult, command: str = "") -> dict[str, object]:
         "hosts": [host.to_dict() for host in result.hosts],
         "findings": [finding.to_dict() for finding in result.findings],
         "diagnostics": [d.to_dict() for d in result.diagnostics],
+        "timeline": [row.to_dict() for row in timeline(result)],
+        "incidents": [incident.to_dict() for incident in incidents(result)],
+        "mailboxes": [row.to_dict() for row in mailbox_exposure(result)],
+        "indicators": [indicator.to_dict() for indicator in observed_indicators(result)],
+        "fleet": fleet(result).to_dict(),
     }
 
 
@@ -58,7 +68,8 @@ def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> int:
 
 def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") -> list[Path]:
     """Write the fixed-name output files into ``folder`` and return their paths, in this order:
-    ``findings.jsonl``, ``summary.json``, ``findings.csv``, ``hosts.csv``, ``timeline.jsonl``
+    ``findings.jsonl``, ``summary.json``, ``findings.csv``, ``hosts.csv``, ``mailboxes.csv``,
+    ``indicators.csv``, ``timeline.jsonl``
     (Timesketch), ``findings.ecs.ndjson`` (Elastic), ``indicators.stix.json`` (STIX 2.1) and
     ``report.html`` (a self-contained HTML report).
 
@@ -76,7 +87,7 @@ def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") 
     from exhunt.outputs import csv_out, ecs, html, stix, timesketch
 
     findings = result.findings
-    written.extend(csv_out.write_csv_files(findings, result.hosts, out))
+    written.extend(csv_out.write_csv_files(result, out))
     written.append(timesketch.write_timeline_file(findings, out)[0])
     written.append(ecs.write_ecs_file(findings, out, created=result.finished))
     written.append(stix.write_stix_file(findings, out, hosts=[host.host for host in result.hosts]))

@@ -1,4 +1,5 @@
-"""``findings.csv`` and ``hosts.csv`` for Excel, Timeline Explorer and other spreadsheet tools.
+"""``findings.csv``, ``hosts.csv``, ``mailboxes.csv`` and ``indicators.csv`` for Excel, Timeline Explorer
+and other spreadsheet tools.
 
 UTF-8 (a BOM only on request), a fixed column order, UTC ISO-8601 times, one physical line per
 row (CR, LF and tab inside values become ``\\r``, ``\\n``, ``\\t``) and formula neutralisation as
@@ -9,20 +10,26 @@ or carriage return gets a leading ``'`` so spreadsheets show it as text instead 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from exhunt.model import Finding, HostResult, utc_iso
+from exhunt.analysis.indicators import Indicator, observed_indicators
+from exhunt.analysis.mailboxes import MailboxRow, mailbox_exposure
+from exhunt.model import Finding, HostResult, ScanResult, utc_iso
 from exhunt.outputs.common import compact_evidence, one_line
 
 FINDING_COLUMNS = ("host", "time", "rule", "title", "level", "stage", "cves", "client_ip", "source", "line",
                    "evidence", "origin", "source_kind", "attack")
 HOST_COLUMNS = ("host", "stage", "build", "unpatched", "first_evidence", "last_evidence", "findings",
                 "first_finding", "last_finding", "not_assessed")
+MAILBOX_COLUMNS = ("host", "mailbox", "mailbox_named", "verdict", "means", "first", "last", "client_ips", "scope",
+                   "basis", "notes", "evidence")
+INDICATOR_COLUMNS = ("kind", "value", "first", "last", "hosts", "findings", "rules", "note")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LIST_SEPARATOR = ", "
 NOT_ASSESSED_SEPARATOR = " | "
+_TableWriter = Callable[[IO[str]], int]
 
 
 def cell(value: object) -> str:
@@ -75,6 +82,26 @@ def host_row(host: HostResult) -> list[str]:
     return [cell(value) for value in values]
 
 
+def mailbox_row(row: MailboxRow) -> list[str]:
+    """One mailbox verdict in :data:`MAILBOX_COLUMNS` order; ``evidence`` lists host, source:line and rule."""
+    values: tuple[object, ...] = (
+        row.host, row.mailbox, "yes" if row.mailbox_named else "no", row.verdict, row.means,
+        utc_iso(row.first), utc_iso(row.last), LIST_SEPARATOR.join(row.client_ips), row.scope, row.basis,
+        NOT_ASSESSED_SEPARATOR.join(row.notes), "; ".join(ref.label() for ref in row.evidence),
+    )
+    return [cell(value) for value in values]
+
+
+def indicator_row(indicator: Indicator) -> list[str]:
+    """One observed indicator in :data:`INDICATOR_COLUMNS` order."""
+    values: tuple[object, ...] = (
+        indicator.kind, indicator.value, utc_iso(indicator.first), utc_iso(indicator.last),
+        LIST_SEPARATOR.join(indicator.hosts), sum(s.findings for s in indicator.sightings),
+        LIST_SEPARATOR.join(indicator.rules), indicator.note,
+    )
+    return [cell(value) for value in values]
+
+
 def _write(rows: Iterable[Sequence[str]], header: Sequence[str], stream: IO[str], delimiter: str) -> int:
     writer = csv.writer(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
     writer.writerow(header)
@@ -95,13 +122,30 @@ def write_hosts_csv(hosts: Iterable[HostResult], stream: IO[str], delimiter: str
     return _write((host_row(h) for h in hosts), HOST_COLUMNS, stream, delimiter)
 
 
-def write_csv_files(findings: Iterable[Finding], hosts: Iterable[HostResult], folder: Path,
-                    bom: bool = False, delimiter: str = ",") -> list[Path]:
-    """Write ``findings.csv`` and ``hosts.csv`` into ``folder``; ``bom`` adds a UTF-8 BOM for Excel."""
+def write_mailboxes_csv(rows: Iterable[MailboxRow], stream: IO[str], delimiter: str = ",") -> int:
+    """Write the header and one row per mailbox verdict; returns rows."""
+    return _write((mailbox_row(r) for r in rows), MAILBOX_COLUMNS, stream, delimiter)
+
+
+def write_indicators_csv(indicators: Iterable[Indicator], stream: IO[str], delimiter: str = ",") -> int:
+    """Write the header and one row per observed indicator; returns rows."""
+    return _write((indicator_row(i) for i in indicators), INDICATOR_COLUMNS, stream, delimiter)
+
+
+def write_csv_files(result: ScanResult, folder: Path, bom: bool = False, delimiter: str = ",") -> list[Path]:
+    """Write ``findings.csv``, ``hosts.csv``, ``mailboxes.csv`` and ``indicators.csv`` into ``folder``;
+    ``bom`` adds a UTF-8 BOM for Excel."""
     encoding = "utf-8-sig" if bom else "utf-8"
-    findings_path, hosts_path = folder / "findings.csv", folder / "hosts.csv"
-    with findings_path.open("w", encoding=encoding, newline="") as stream:
-        write_findings_csv(findings, stream, delimiter)
-    with hosts_path.open("w", encoding=encoding, newline="") as stream:
-        write_hosts_csv(hosts, stream, delimiter)
-    return [findings_path, hosts_path]
+    tables: tuple[tuple[str, _TableWriter], ...] = (
+        ("findings.csv", lambda stream: write_findings_csv(result.findings, stream, delimiter)),
+        ("hosts.csv", lambda stream: write_hosts_csv(result.hosts, stream, delimiter)),
+        ("mailboxes.csv", lambda stream: write_mailboxes_csv(mailbox_exposure(result), stream, delimiter)),
+        ("indicators.csv", lambda stream: write_indicators_csv(observed_indicators(result), stream, delimiter)),
+    )
+    paths = []
+    for name, write in tables:
+        path = folder / name
+        with path.open("w", encoding=encoding, newline="") as stream:
+            write(stream)
+        paths.append(path)
+    return paths
