@@ -109,6 +109,15 @@ def test_exit_codes() -> None:
     assert main(["scan"]) == 1
 
 
+def test_no_pivot(tmp_path: Path) -> None:
+    with_pivot, without = tmp_path / "on.json", tmp_path / "off.json"
+    assert main(["scan", str(EXAMPLES / "EXCH02.zip"), "-q", "--json", str(with_pivot)]) == 0
+    assert main(["scan", str(EXAMPLES / "EXCH02.zip"), "-q", "--json", str(without), "--no-pivot"]) == 0
+    on, off = (json.loads(path.read_text(encoding="utf-8"))["findings"] for path in (with_pivot, without))
+    assert [f for f in on if not f["rule"].startswith("PIVOT-")] == off
+    assert any(f["rule"] == "PIVOT-IP" and f["level"] == "informational" for f in on)
+
+
 def test_time_window_limits_findings(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     assert main(["scan", str(EXAMPLES / "EXCH01"), "-q", "--json", str(out), "--from", "2021-03-04",

@@ -75,6 +75,8 @@ def cli() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Worker processes reading files (and parts of large files) in parallel.")
 @click.option("--no-prefilter", is_flag=True, help="Parse every line instead of only lines holding a rule literal.")
+@click.option("--no-pivot", is_flag=True,
+              help="Skip the second pass that searches every host's web logs for the attacker's values.")
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Known-good hashes (from `exhunt baseline`): report only deviations in Exchange web folders.")
 @click.option("--case", "case_file", metavar="FILE",
@@ -85,8 +87,8 @@ def cli() -> None:
 @click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
 def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
                  since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
-                 strict: bool, jobs: int, no_prefilter: bool, baseline: str | None, case_file: str | None,
-                 collect_dir: str | None, quiet: bool, verbose: int) -> None:
+                 strict: bool, jobs: int, no_prefilter: bool, no_pivot: bool, baseline: str | None,
+                 case_file: str | None, collect_dir: str | None, quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
@@ -101,7 +103,7 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
 
         try:
             result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
-                          strict=strict, prefilter=not no_prefilter, jobs=jobs, baseline=baseline,
+                          strict=strict, prefilter=not no_prefilter, pivot=not no_pivot, jobs=jobs, baseline=baseline,
                           case=case_file, command=command, progress=progress)
         except ValueError as problem:  # contradictory arguments, or another scan's case file
             raise click.UsageError(str(problem)) from None
@@ -169,7 +171,7 @@ def _load_case(case_file: str) -> tuple[ScanResult, str]:
               help="Read a finished scan's case file instead of scanning PATHS.")
 @click.option("--from", "since", metavar="UTC", help="Only activity at or after this time.")
 @click.option("--to", "until", metavar="UTC", help="Only activity at or before this time.")
-@click.option("--level", "min_level", type=click.Choice(LEVELS), default="low", show_default=True,
+@click.option("--level", "min_level", type=click.Choice(LEVELS), default="informational", show_default=True,
               help="Leave out findings below LEVEL.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores")

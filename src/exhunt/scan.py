@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import sys
 import zipfile
 import zlib
@@ -21,8 +22,10 @@ from exhunt import diagnostics as diag
 from exhunt import files
 from exhunt.analysis import exposure, mitigations, verdict
 from exhunt.analysis.chains import BuildSeen, chains
+from exhunt.analysis.indicators import observed_indicators, pivot_values
 from exhunt.case import Case, fingerprint, register
 from exhunt.engine.correlate import BaseMatch, correlate
+from exhunt.engine.pivot import pivot_rules
 from exhunt.engine.prefilter import LineCounts, cut_points, part_of, top_of
 from exhunt.engine.rules import RuleSelector, RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
@@ -65,12 +68,15 @@ class ScanOptions:
     prefilter: bool = True
     jobs: int = 1
     baseline: str | None = None
+    pivot: bool = True
+    #: Set for the second pass only: the ``(kind, value)`` pairs its generated rules search for.
+    pivot_values: tuple[tuple[str, str], ...] = ()
 
     def signature(self) -> dict[str, object]:
         """What must match for a case file to be resumed (not ``jobs``: it does not change results)."""
         return {"paths": list(self.paths), "host": self.host, "since": utc_iso(self.since),
                 "until": utc_iso(self.until), "rule_dirs": list(self.rule_dirs), "prefilter": self.prefilter,
-                "baseline": self.baseline}
+                "baseline": self.baseline, "pivot": self.pivot}
 
     def in_window(self, moment: datetime | None) -> bool:
         if moment is None:
@@ -141,7 +147,8 @@ class _Task:
 def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetime | None = None,
          until: datetime | None = None, rule_dirs: Sequence[str | Path] = (), strict: bool = False,
          prefilter: bool = True, jobs: int = 1, baseline: str | Path | None = None,
-         case: str | Path | None = None, command: str = "", progress: Progress | None = None) -> ScanResult:
+         case: str | Path | None = None, command: str = "", progress: Progress | None = None,
+         pivot: bool = True) -> ScanResult:
     """Scan evidence paths and return every host's verdict, findings and diagnostics.
 
     Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
@@ -149,12 +156,15 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     only the lines that hold a rule's literal, and ``jobs`` worker processes read files and
     parts of large files in parallel; neither changes the result. ``baseline`` (known-good
     hashes, :mod:`exhunt.files.baseline`) limits the file-tree scan of Exchange web folders to
-    deviations. With ``case`` (a SQLite file, :mod:`exhunt.case`) every finished unit of work is
-    stored at once and a rerun with the same arguments reuses it. Raises :class:`ValueError`
+    deviations. With ``pivot`` (on by default) a second pass looks for the addresses, user agents
+    and shell names of the findings in every host's IIS and HttpProxy logs
+    (:mod:`exhunt.engine.pivot`; ``informational`` findings, the stages do not change). With
+    ``case`` (a SQLite file, :mod:`exhunt.case`) every finished unit of work is stored at once
+    and a rerun with the same arguments reuses it. Raises :class:`ValueError`
     for contradictory arguments (:class:`exhunt.case.CaseMismatch` for another scan's case file).
     """
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
-                          strict, prefilter, max(1, jobs), None if baseline is None else str(baseline))
+                          strict, prefilter, max(1, jobs), None if baseline is None else str(baseline), pivot)
     started = datetime.now(UTC)
     rules = load_rules(options.rule_dirs)
     collections, problems = discover(options.paths)
@@ -170,6 +180,14 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
             state.merge(_file_tree(index, collection, known_good, options, store))
         hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
         result = _result(hosts, collections, problems, rules, options, started)
+        values = pivot_values(observed_indicators(result)) if options.pivot else ()
+        if values:
+            second = replace(options, pivot_values=values)
+            extra = _run_tasks(_tasks(collections, _pivot_rules(values), second), collections, second, None, store)
+            for state, found, (host, _) in zip(states, extra, hosts, strict=True):
+                state.findings.extend(_context(found.findings, host.findings))
+            hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
+            result = _result(hosts, collections, problems, rules, options, started, _pivot_rules(values))
         if store:
             store.save_result(result)
         return result
@@ -187,7 +205,8 @@ def rules_version(rules: RuleSet) -> str:
 
 
 def _result(hosts: list[tuple[HostResult, list[Diagnostic]]], collections: Sequence[Collection],
-            problems: list[Diagnostic], rules: RuleSet, options: ScanOptions, started: datetime) -> ScanResult:
+            problems: list[Diagnostic], rules: RuleSet, options: ScanOptions, started: datetime,
+            pivots: RuleSet | None = None) -> ScanResult:
     attached = {d for c in collections for d in c.diagnostics}
     all_diags = list(rules.diagnostics) + [d for d in problems if d not in attached]
     for (result, file_diags), collection in zip(hosts, collections, strict=True):
@@ -198,7 +217,8 @@ def _result(hosts: list[tuple[HostResult, list[Diagnostic]]], collections: Seque
         diagnostics=tuple(all_diags),
         started=started,
         finished=datetime.now(UTC),
-        rules=tuple(sorted(rules.infos + files.file_rules(), key=lambda info: info.id)),
+        rules=tuple(sorted(rules.infos + files.file_rules() + (pivots.infos if pivots else ()),
+                           key=lambda info: info.id)),
         options={"paths": list(options.paths), "host": options.host, "since": options.since,
                  "until": options.until, "rule_dirs": list(options.rule_dirs), "baseline": options.baseline},
     )
@@ -238,7 +258,7 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
     """
     prints = _fingerprints(tasks, collections, store) if store else {}
     outcomes: list[_HostState | None] = [
-        store.outcome(_key(task), prints[task.evidence.origin]) if store else None for task in tasks
+        store.outcome(_key(task, options), prints[task.evidence.origin]) if store else None for task in tasks
     ]
     pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
     work = partial(_run_task, options=options)
@@ -247,10 +267,10 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
         with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
             for index, outcome in zip(pending, pool.map(work, [tasks[i] for i in pending], chunksize=1),
                                       strict=True):
-                outcomes[index] = _stored(store, tasks[index], prints, outcome)
+                outcomes[index] = _stored(store, tasks[index], options, prints, outcome)
     else:
         for index in pending:
-            outcomes[index] = _stored(store, tasks[index], prints, work(tasks[index]))
+            outcomes[index] = _stored(store, tasks[index], options, prints, work(tasks[index]))
     states = [_HostState() for _ in collections]
     offset, redo = 0, False
     for number, (task, done) in enumerate(zip(tasks, outcomes, strict=True), 1):
@@ -267,8 +287,13 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
     return states
 
 
-def _key(task: _Task) -> str:
-    return f"{task.collection}:{task.evidence.origin}:{task.span}"
+def _key(task: _Task, options: ScanOptions) -> str:
+    pivot = f"pivot:{_digest(options.pivot_values)}:" if options.pivot_values else ""
+    return f"{pivot}{task.collection}:{task.evidence.origin}:{task.span}"
+
+
+def _digest(values: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
 
 
 def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: Case) -> dict[str, str]:
@@ -285,15 +310,21 @@ def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: 
     return prints
 
 
-def _stored(store: Case | None, task: _Task, prints: dict[str, str], outcome: _HostState) -> _HostState:
+def _stored(store: Case | None, task: _Task, options: ScanOptions, prints: dict[str, str],
+            outcome: _HostState) -> _HostState:
     if store:
-        store.save_outcome(_key(task), prints[task.evidence.origin], outcome)
+        store.save_outcome(_key(task, options), prints[task.evidence.origin], outcome)
     return outcome
 
 
 @cache
 def _rules(rule_dirs: tuple[str, ...]) -> RuleSet:
     return load_rules(rule_dirs)
+
+
+@cache
+def _pivot_rules(values: tuple[tuple[str, str], ...]) -> RuleSet:
+    return pivot_rules(values)
 
 
 def _run_task(task: _Task, options: ScanOptions) -> _HostState:
@@ -303,9 +334,16 @@ def _run_task(task: _Task, options: ScanOptions) -> _HostState:
         kind = _classify(task.evidence, task.layout, state)
     else:
         kind = classify_path(task.evidence.path)
-    if kind is not None:
-        _read_file(task.evidence, kind, _rules(options.rule_dirs), options, state, task.span, task.exact)
+    rules = _pivot_rules(options.pivot_values) if options.pivot_values else _rules(options.rule_dirs)
+    if kind is not None and (not options.pivot_values or kind in rules.kinds):
+        _read_file(task.evidence, kind, rules, options, state, task.span, task.exact)
     return state
+
+
+def _context(found: list[Finding], first_pass: Sequence[Finding]) -> list[Finding]:
+    """Second-pass findings on lines that no first-pass finding of the host already reports."""
+    reported = {(f.source, f.line) for f in first_pass}
+    return [f for f in found if (f.source, f.line) not in reported]
 
 
 def _file_tree(index: int, collection: Collection, baseline: files.Baseline | None, options: ScanOptions,

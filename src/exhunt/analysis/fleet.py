@@ -12,9 +12,8 @@
   ``C:\\inetpub\\wwwroot\\aspnet_client\\x.aspx`` on another). Each pivot lists the hosts in the order they
   first saw it.
 
-Scope: a pivot is only found when the indicator produced a *finding* on each host. An address or shell
-name seen on host A that appears in the raw logs of host B without matching any rule there is not
-reported; a second pass over the raw logs for the indicators of compromised hosts is out of scope here.
+A host where an indicator only appears in the raw logs shows it through the pivot pass's findings
+(:mod:`exhunt.engine.pivot`), which :func:`~exhunt.analysis.indicators.observed_indicators` counts as sightings.
 """
 
 from __future__ import annotations

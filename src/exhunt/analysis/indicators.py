@@ -16,15 +16,18 @@ hunting leads, scanners and weak signals whose values are not the attacker's. Pe
   targets, the OAB download path); compared case-insensitively.
 
 Each indicator has its first and last sighting, and per host the time span, rules and finding count.
+Findings of the second pass (:mod:`exhunt.engine.pivot`, ``informational``) add sightings of the values
+they were generated from: an address, agent or shell name found again, on this host or another.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from exhunt.engine.pivot import PREFIX as PIVOT_PREFIX
 from exhunt.model import Finding, ScanResult, utc_iso
 
 from .refs import (
@@ -34,6 +37,7 @@ from .refs import (
     is_internal,
     parse_ip,
     sha256_of,
+    shell_name,
     shell_paths,
     ua_key,
     user_agent,
@@ -136,9 +140,36 @@ def observed_indicators(result: ScanResult) -> tuple[Indicator, ...]:
                 add("sha256", digest, digest, finding)
             for path in shell_paths(finding):
                 add("shell-path", path.replace("/", "\\").casefold(), path, finding)
+        for finding in host.findings:
+            if finding.rule.id.startswith(PIVOT_PREFIX):
+                _add_pivot(finding, add)
     indicators = [_indicator(kind, acc) for (kind, _key), acc in found.items()]
     return tuple(sorted(indicators, key=lambda i: (KINDS.index(i.kind), i.first is None, utc_iso(i.first) or "",
                                                    i.value)))
+
+
+def pivot_values(indicators: Iterable[Indicator]) -> tuple[tuple[str, str], ...]:
+    """What the second pass searches for: external addresses, non-browser user agents and shell names."""
+    values: dict[tuple[str, str], None] = {}
+    for indicator in indicators:
+        if indicator.kind == "ip" and not _internal(indicator.value):
+            values[("ip", indicator.value)] = None
+        elif indicator.kind == "user-agent" and not generic_agent(indicator.value):
+            values[("user-agent", indicator.value)] = None
+        elif indicator.kind == "shell-path":
+            values[("shell-name", shell_name(indicator.value))] = None
+    return tuple(values)
+
+
+def _add_pivot(finding: Finding, add: Callable[[str, str, str, Finding], None]) -> None:
+    kind = finding.rule.id.removeprefix(PIVOT_PREFIX).split("-")[0]
+    if kind == "IP" and (ip := client_address(finding)):
+        add("ip", ip, ip, finding)
+    elif kind == "UA" and (agent := user_agent(finding)):
+        add("user-agent", ua_key(agent), agent, finding)
+    elif kind == "SHELL":
+        for path in shell_paths(finding):
+            add("shell-path", path.replace("/", "\\").casefold(), path, finding)
 
 
 def _internal(ip: str) -> bool:

@@ -1,0 +1,104 @@
+"""The pivot pass: the attacker's addresses, agents and shell names searched again in every host's web logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import logfmt
+from exhunt.analysis.fleet import fleet
+from exhunt.analysis.indicators import observed_indicators
+from exhunt.engine.pivot import PREFIX, pivot_rules
+from exhunt.model import Level, Record, ScanResult, Stage
+from exhunt.scan import scan
+from logfmt import at
+
+ATTACKER = "203.0.113.200"
+AGENT = "Mozilla/5.0 zgrab/0.x"  # browser-style: linked by address, never searched for by agent
+TOOL = "ExchangeHunter?v=1*"  # wildcard characters in a value: matched as themselves
+CLIENT = "198.51.100.9"
+
+
+def _write(root: Path) -> Path:
+    case = root / "case"
+    logfmt.write_iis(case / "EXCH01", [
+        {"time": at(0), "cs-method": "POST", "cs-uri-stem": "/aspnet_client/shell.aspx", "c-ip": ATTACKER,
+         "cs(User-Agent)": TOOL, "sc-status": "200"},
+        {"time": at(30), "cs-method": "GET", "cs-uri-stem": "/owa/", "c-ip": ATTACKER, "cs(User-Agent)": AGENT,
+         "sc-status": "302"},
+        {"time": at(40), "cs-method": "GET", "cs-uri-stem": "/owa/", "c-ip": CLIENT, "cs(User-Agent)": AGENT,
+         "sc-status": "200"},
+    ])
+    logfmt.write_iis(case / "EXCH02", [  # nothing here matches a shipped rule
+        {"time": at(3600), "cs-method": "GET", "cs-uri-stem": "/owa/auth/logon.aspx", "c-ip": ATTACKER,
+         "cs(User-Agent)": AGENT, "sc-status": "200"},
+        {"time": at(3700), "cs-method": "GET", "cs-uri-stem": "/ecp/", "c-ip": CLIENT, "cs(User-Agent)": TOOL + "x",
+         "sc-status": "200"},
+        {"time": at(3800), "cs-method": "GET", "cs-uri-stem": "/owa/", "c-ip": "203.0.113.2", "sc-status": "200",
+         "cs(User-Agent)": TOOL},
+    ])
+    return case
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("pivot"))
+
+
+@pytest.fixture(scope="module")
+def result(case: Path) -> ScanResult:
+    return scan([case])
+
+
+def _context(result: ScanResult, host: str) -> list[tuple[str, int | None]]:
+    return sorted((f.rule.id, f.line) for f in result.findings if f.host == host and f.rule.id.startswith(PREFIX))
+
+
+def test_context_on_the_compromised_host(result: ScanResult) -> None:
+    exch01 = next(h for h in result.hosts if h.host == "EXCH01")
+    assert exch01.stage is Stage.COMPROMISED
+    # The /owa/ request from the same address is added; the shell request is not repeated, nor the other client.
+    assert _context(result, "EXCH01") == [("PIVOT-IP", 6)]
+
+
+def test_cross_host_sightings_do_not_move_the_stage(result: ScanResult) -> None:
+    exch02 = next(h for h in result.hosts if h.host == "EXCH02")
+    assert exch02.stage is Stage.CLEAN
+    assert all(f.rule.level is Level.INFORMATIONAL for f in exch02.findings)
+    # Line 5 = the attacker's address; line 7 = the tool's agent exactly; line 6 (agent + "x") is not.
+    assert _context(result, "EXCH02") == [("PIVOT-IP", 5), ("PIVOT-UA", 7)]
+    pivots = {(p.kind, p.value): p.hosts for p in fleet(result).pivots}
+    assert pivots[("ip", ATTACKER)] == ("EXCH01", "EXCH02")
+    assert pivots[("user-agent", TOOL)] == ("EXCH01", "EXCH02")
+    address = next(i for i in observed_indicators(result) if i.value == ATTACKER)
+    assert [(s.host, s.rules) for s in address.sightings] == [("EXCH01", ("PIVOT-IP", "PL-WS-5-USE")),
+                                                             ("EXCH02", ("PIVOT-IP",))]
+
+
+def test_prefilter_and_jobs_do_not_change_the_pass(case: Path, result: ScanResult) -> None:
+    for other in (scan([case], prefilter=False), scan([case], jobs=2)):
+        assert other.findings == result.findings
+
+
+def test_pivot_off(case: Path) -> None:
+    off = scan([case], pivot=False)
+    assert not [f for f in off.findings if f.rule.id.startswith(PREFIX)]
+    assert not [r for r in off.rules if r.id.startswith(PREFIX)]
+
+
+def test_values_are_literal() -> None:
+    hostile = "a*b?c\\d' \"e\": [f] {g} # h"
+    rules = pivot_rules([("user-agent", hostile), ("ip", "192.0.2.1"), ("shell-name", "x.aspx")])
+    assert not rules.diagnostics
+    (agent,) = [r for r in rules.for_kind("iis") if r.info.id == "PIVOT-UA"]
+
+    def hit(value: str) -> bool:
+        return agent.match(Record(1, None, {"cs(User-Agent)": value}, value))
+
+    assert hit(hostile) and hit(hostile.upper())
+    assert not hit("aXXb?c\\d' \"e\": [f] {g} # h") and not hit("a*bXc\\d' \"e\": [f] {g} # h")
+    (hops,) = [r for r in rules.for_kind("httpproxy") if r.info.id == "PIVOT-IP-HP"]
+    for text, wanted in (("192.0.2.1", True), ("10.0.0.5, 192.0.2.1", True), ("192.0.2.1,10.0.0.5", True),
+                         ("192.0.2.10", False), ("10.192.0.2.1", False)):
+        assert hops.match(Record(1, None, {"ClientIpAddress": text}, text)) is wanted, text
