@@ -102,3 +102,23 @@ def test_values_are_literal() -> None:
     for text, wanted in (("192.0.2.1", True), ("10.0.0.5, 192.0.2.1", True), ("192.0.2.1,10.0.0.5", True),
                          ("192.0.2.10", False), ("10.192.0.2.1", False)):
         assert hops.match(Record(1, None, {"ClientIpAddress": text}, text)) is wanted, text
+
+
+def test_request_id_links_the_two_logs_of_one_request(tmp_path: Path) -> None:
+    request = "0d6c2d3e-0000-4000-8000-0000000000aa"
+    host = tmp_path / "EXCH09"
+    logfmt.write_httpproxy(host, [{
+        "DateTime": at(0), "RequestId": request, "UrlStem": "/ecp/y.js", "ClientIpAddress": "10.0.0.9",
+        "UserAgent": AGENT, "ServerHostName": "EXCH09", "HttpStatus": 200, "RoutingHint": "X-BEResource-Cookie",
+        "AnchorMailbox": "ServerInfo~a]@EXCH09.contoso.local:444/EWS/Exchange.asmx?#",
+        "BackEndCookie": "X-BEResource=EXCH09.contoso.local:444/EWS/Exchange.asmx?~1942062522"}])
+    logfmt.write_iis(host, [  # behind a proxy: IIS sees the proxy's address and a query no rule looks at
+        {"time": at(0), "cs-method": "GET", "cs-uri-stem": "/owa/", "c-ip": "10.0.0.9", "cs(User-Agent)": AGENT,
+         "cs-uri-query": f"&CorrelationID=<empty>;&cafeReqId={request};", "sc-status": "200"},
+        {"time": at(1), "cs-method": "GET", "cs-uri-stem": "/owa/", "c-ip": "10.0.0.9", "cs(User-Agent)": AGENT,
+         "cs-uri-query": "&CorrelationID=<empty>;&cafeReqId=0d6c2d3e-0000-4000-8000-0000000000bb;",
+         "sc-status": "200"},
+    ])
+    result = scan([host])
+    assert "PL-SSRF-1" in {f.rule.id for f in result.findings}
+    assert _context(result, "EXCH09") == [("PIVOT-REQ", 5)]

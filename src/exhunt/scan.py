@@ -26,6 +26,7 @@ from exhunt.analysis.indicators import observed_indicators, pivot_values
 from exhunt.case import Case, fingerprint, register
 from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.pivot import pivot_rules
+from exhunt.engine.pivot import rank as pivot_rank
 from exhunt.engine.prefilter import LineCounts, cut_points, part_of, top_of
 from exhunt.engine.rules import RuleSelector, RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
@@ -180,7 +181,7 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
             state.merge(_file_tree(index, collection, known_good, options, store))
         hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
         result = _result(hosts, collections, problems, rules, options, started)
-        values = pivot_values(observed_indicators(result)) if options.pivot else ()
+        values = pivot_values(observed_indicators(result), result.findings) if options.pivot else ()
         if values:
             second = replace(options, pivot_values=values)
             extra = _run_tasks(_tasks(collections, _pivot_rules(values), second), collections, second, None, store)
@@ -341,9 +342,12 @@ def _run_task(task: _Task, options: ScanOptions) -> _HostState:
 
 
 def _context(found: list[Finding], first_pass: Sequence[Finding]) -> list[Finding]:
-    """Second-pass findings on lines that no first-pass finding of the host already reports."""
+    """One second-pass finding (the most specific link) per line no first-pass finding already reports."""
     reported = {(f.source, f.line) for f in first_pass}
-    return [f for f in found if (f.source, f.line) not in reported]
+    kept: dict[tuple[str, int | None], Finding] = {}
+    for finding in sorted(found, key=lambda f: pivot_rank(f.rule.id)):
+        kept.setdefault((finding.source, finding.line), finding)
+    return [f for key, f in kept.items() if key not in reported]
 
 
 def _file_tree(index: int, collection: Collection, baseline: files.Baseline | None, options: ScanOptions,

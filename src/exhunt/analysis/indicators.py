@@ -16,14 +16,15 @@ hunting leads, scanners and weak signals whose values are not the attacker's. Pe
   targets, the OAB download path); compared case-insensitively.
 
 Each indicator has its first and last sighting, and per host the time span, rules and finding count.
-Findings of the second pass (:mod:`exhunt.engine.pivot`, ``informational``) add sightings of the values
-they were generated from: an address, agent or shell name found again, on this host or another.
+Findings of the second pass (:mod:`exhunt.engine.pivot`, ``informational``) add sightings to the
+indicators above whose address, agent or shell name they show, on this host or another; they never
+make an indicator of their own.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,6 +37,7 @@ from .refs import (
     generic_agent,
     is_internal,
     parse_ip,
+    request_id,
     sha256_of,
     shell_name,
     shell_paths,
@@ -140,16 +142,20 @@ def observed_indicators(result: ScanResult) -> tuple[Indicator, ...]:
                 add("sha256", digest, digest, finding)
             for path in shell_paths(finding):
                 add("shell-path", path.replace("/", "\\").casefold(), path, finding)
-        for finding in host.findings:
-            if finding.rule.id.startswith(PIVOT_PREFIX):
-                _add_pivot(finding, add)
+    shells = {shell_name(acc.value): key for (kind, key), acc in found.items() if kind == "shell-path"}
+    for finding in result.findings:
+        if finding.rule.id.startswith(PIVOT_PREFIX):
+            for kind, key in _pivot_keys(finding, shells):
+                if (kind, key) in found:
+                    found[(kind, key)].hosts.setdefault(finding.host, []).append(finding)
     indicators = [_indicator(kind, acc) for (kind, _key), acc in found.items()]
     return tuple(sorted(indicators, key=lambda i: (KINDS.index(i.kind), i.first is None, utc_iso(i.first) or "",
                                                    i.value)))
 
 
-def pivot_values(indicators: Iterable[Indicator]) -> tuple[tuple[str, str], ...]:
-    """What the second pass searches for: external addresses, non-browser user agents and shell names."""
+def pivot_values(indicators: Iterable[Indicator], findings: Iterable[Finding]) -> tuple[tuple[str, str], ...]:
+    """What the second pass searches for: external addresses, non-browser user agents, shell names, and the
+    request ids of findings at ``medium`` or above."""
     values: dict[tuple[str, str], None] = {}
     for indicator in indicators:
         if indicator.kind == "ip" and not _internal(indicator.value):
@@ -158,18 +164,21 @@ def pivot_values(indicators: Iterable[Indicator]) -> tuple[tuple[str, str], ...]
             values[("user-agent", indicator.value)] = None
         elif indicator.kind == "shell-path":
             values[("shell-name", shell_name(indicator.value))] = None
+    for finding in findings:
+        if finding.rule.level >= MIN_LEVEL and (ident := request_id(finding)):
+            values[("request-id", ident)] = None
     return tuple(values)
 
 
-def _add_pivot(finding: Finding, add: Callable[[str, str, str, Finding], None]) -> None:
-    kind = finding.rule.id.removeprefix(PIVOT_PREFIX).split("-")[0]
-    if kind == "IP" and (ip := client_address(finding)):
-        add("ip", ip, ip, finding)
-    elif kind == "UA" and (agent := user_agent(finding)):
-        add("user-agent", ua_key(agent), agent, finding)
-    elif kind == "SHELL":
-        for path in shell_paths(finding):
-            add("shell-path", path.replace("/", "\\").casefold(), path, finding)
+def _pivot_keys(finding: Finding, shells: dict[str, str]) -> list[tuple[str, str]]:
+    """The indicator keys a pivot-pass finding shows, whichever link made it match."""
+    keys = []
+    if ip := client_address(finding):
+        keys.append(("ip", ip))
+    if agent := user_agent(finding):
+        keys.append(("user-agent", ua_key(agent)))
+    keys.extend(("shell-path", shells[name]) for path in shell_paths(finding) if (name := shell_name(path)) in shells)
+    return keys
 
 
 def _internal(ip: str) -> bool:

@@ -48,7 +48,7 @@ from datetime import datetime
 
 from exhunt.model import Finding, HostResult, ScanResult, utc_iso
 
-from .refs import MIN_LEVEL, EvidenceRef, client_address, in_order, shell_name
+from .refs import MIN_LEVEL, EvidenceRef, client_address, in_order, request_id, shell_name
 
 CONFIRMED_EXPORTED = "confirmed exported"
 CONFIRMED_ACCESSED = "confirmed accessed"
@@ -77,7 +77,6 @@ _EXPORT = "new-mailboxexportrequest"
 _REMOVE = "remove-mailboxexportrequest"
 _SERVER_INFO = re.compile(r"ServerInfo~([^/,\s]*)/([^?#,\s]*)", re.IGNORECASE)
 _NAMING_ANCHOR = re.compile(r"^(?:Sid|MailboxGuid|Smtp|ExternalDirectoryObjectId)~.+|^[^~\s]+@[^~\s]+$", re.IGNORECASE)
-_CAFE_REQ = re.compile(r"cafeReqId=([0-9a-fA-F-]{36})")
 _STATIC_RESOURCE = re.compile(r"^/owa/auth/Current/themes/resources/", re.IGNORECASE)
 _PS_TOKEN_FILTER = re.compile(r"(Subject\s+-eq|Body\s+-like)", re.IGNORECASE)
 _SCRIPT_TARGET = re.compile(r"\.(aspx|ashx|asmx|asp|php|jsp)$", re.IGNORECASE)
@@ -361,10 +360,7 @@ def _answered(finding: Finding) -> bool:
 
 def _ssrf_rows(host: str, findings: list[Finding]) -> list[MailboxRow]:
     groups: dict[str, list[Finding]] = {}
-    request_ids: dict[str, Finding] = {}
-    for finding in findings:
-        if finding.source_kind == "httpproxy" and finding.evidence.get("RequestId"):
-            request_ids.setdefault(finding.evidence["RequestId"].casefold(), finding)
+    request_ids = {ident for f in findings if f.source_kind == "httpproxy" and (ident := request_id(f))}
     for finding in findings:
         target = _ssrf_target(finding)
         if target is not None and _answered(finding):
@@ -377,8 +373,7 @@ def _ssrf_rows(host: str, findings: list[Finding]) -> list[MailboxRow]:
                 and "/ews/" in decoded:
             groups.setdefault("EWS via Autodiscover", []).append(finding)
         elif finding.rule.id == "PL-SSRF-5" and _STATIC_RESOURCE.match(finding.evidence.get("cs-uri-stem") or ""):
-            joined = _CAFE_REQ.search(finding.evidence.get("cs-uri-query") or "")
-            if joined and joined.group(1).casefold() in request_ids:
+            if request_id(finding) in request_ids:
                 continue  # the HttpProxy row of the same request says where it went; it is judged on its own
             groups.setdefault("OWA static resource", []).append(finding)
     rows = []

@@ -36,6 +36,8 @@ _TEXT_FIELDS = ("Message", "CmdletParameters", "CommandLine", "EventData", "Scri
 _SCRIPT_END = re.compile(r"\.(?:" + "|".join(SCRIPT_EXTENSIONS) + r")$", re.IGNORECASE)
 _UA_FIELDS = ("UserAgent", "cs-user-agent", "ClientInfo")
 _IP_FIELDS = ("c-ip", "ClientIpAddress")
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_CAFE_REQ = re.compile(rf"cafeReqId=({_GUID})")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -131,6 +133,16 @@ def ua_key(agent: str) -> str:
 def generic_agent(agent: str) -> bool:
     """True for browser-style agents (``Mozilla/…``) that ordinary clients send too: they never link findings alone."""
     return agent.lstrip().lower().startswith("mozilla/")
+
+
+def request_id(finding: Finding) -> str | None:
+    """The front end's id of the request, lower case: HttpProxy ``RequestId``, or the ``cafeReqId`` Exchange
+    appends to the IIS query of a proxied request (the same value, mailbox_access.md §1.2)."""
+    value = (finding.evidence.get("RequestId") or "").strip()
+    if re.fullmatch(_GUID, value):
+        return value.lower()
+    found = _CAFE_REQ.search(finding.evidence.get("cs-uri-query") or "")
+    return found.group(1).lower() if found else None
 
 
 def shell_paths(finding: Finding) -> tuple[str, ...]:

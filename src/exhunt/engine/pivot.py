@@ -1,11 +1,12 @@
 """Sigma rules generated from a scan's own indicators, for the second pass over the raw web logs.
 
 The first pass finds the attacker; the second looks for the same client addresses, user agents and
-web-shell names in every IIS and HttpProxy line of every host, so a responder sees the requests around
-a finding (the attacker's other requests on the same server) and the servers the same actor touched
-without tripping any rule there. The rules are ``informational`` (they never move a host's stage) and
-their ids start with :data:`PREFIX`. Values are attacker-controlled text: they are escaped as Sigma
-strings (``*``, ``?`` and ``\\`` lose their wildcard meaning) and written with a YAML emitter.
+web-shell names, and for the request ids of the findings, in every IIS and HttpProxy line of every
+host. A responder sees the other log's row of a request with a finding, the attacker's other requests
+on the same server, and the servers the same actor touched without tripping any rule there. The rules
+are ``informational`` (they never move a host's stage) and their ids start with :data:`PREFIX`.
+Values are attacker-controlled text: they are escaped as Sigma strings (``*``, ``?`` and ``\\`` lose
+their wildcard meaning) and written with a YAML emitter.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ _HTTPPROXY = {"product": "exchange", "service": "httpproxy"}
 _IIS_FIELDS = ["c-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "cs-username", "cs-user-agent", "sc-status"]
 _HP_FIELDS = ["ClientIpAddress", "Method", "UrlStem", "UrlQuery", "AuthenticatedUser", "AnchorMailbox",
               "UserAgent", "HttpStatus", "RequestId"]
-#: (what is searched, title) per pivot kind.
+#: Title per pivot kind, the most specific link first (a line matched by several keeps the first).
 KINDS = {
+    "request-id": "The other log's row of a request with a finding",
+    "shell-name": "Request for a web-shell name seen in attacker activity",
     "ip": "Request from a client address seen in attacker activity",
     "user-agent": "Request with a user agent seen in attacker activity",
-    "shell-name": "Request for a web-shell name seen in attacker activity",
 }
+TAGS = {"request-id": "REQ", "shell-name": "SHELL", "ip": "IP", "user-agent": "UA"}
+
+
+def rank(rule_id: str) -> int:
+    """Place of a pivot rule's kind in :data:`KINDS` (most specific first)."""
+    tag = rule_id.removeprefix(PREFIX).removesuffix("-HP")
+    return list(TAGS.values()).index(tag)
 
 
 def sigma_escape(value: str) -> str:
@@ -43,8 +52,8 @@ def pivot_rules(values: Sequence[tuple[str, str]]) -> RuleSet:
     for kind, value in values:
         by_kind.setdefault(kind, []).append(sigma_escape(value))
     documents = []
-    for kind, escaped in sorted(by_kind.items()):
-        tag = {"ip": "IP", "user-agent": "UA", "shell-name": "SHELL"}[kind]
+    for kind, escaped in sorted(by_kind.items(), key=lambda item: list(KINDS).index(item[0])):
+        tag = TAGS[kind]
         iis, proxy = _selections(kind, sorted(set(escaped)))
         for suffix, logsource, selection, fields in (("", _IIS, iis, _IIS_FIELDS),
                                                       ("-HP", _HTTPPROXY, proxy, _HP_FIELDS)):
@@ -70,6 +79,9 @@ def _selections(kind: str, values: list[str]) -> tuple[dict[str, object], dict[s
                 "selection_first": {"ClientIpAddress|startswith": [f"{v}," for v in values]},
                 "selection_other": {"ClientIpAddress|endswith": [f",{v}" for v in values] + [f" {v}" for v in values]}}
         return {"selection": {"c-ip": values}}, hops
+    if kind == "request-id":  # HttpProxy RequestId = the cafeReqId in the IIS query of the same request
+        return {"selection": {"cs-uri-query|contains": [f"cafeReqId={v}" for v in values]}}, \
+            {"selection": {"RequestId": values}}
     if kind == "user-agent":
         return {"selection": {"cs(User-Agent)": values}}, {"selection": {"UserAgent": values}}
     stems = [f"/{v}" for v in values]
