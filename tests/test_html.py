@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from exhunt.analysis.mailboxes import CONFIRMED_EXPORTED, MailboxRow
+from exhunt.analysis.refs import EvidenceRef
 from exhunt.model import Diagnostic, Finding, FindingStage, Level, RuleInfo, ScanResult
 from exhunt.outputs import html as report
 from exhunt.outputs.contract import write_output_dir
@@ -136,6 +138,24 @@ def test_report_has_every_host_with_stage_and_one_chart(result: ScanResult, docu
     run = parsed.text
     assert COMMAND in run and f"Rules{len(result.rules)}" in run
     assert "examples" in run and "exhunt version" in run
+
+
+def test_scoping_sections(result: ScanResult, document: str) -> None:
+    sections = dict(zip((h.host for h in result.hosts), document.split('<section class="host" id="host-')[1:],
+                        strict=True))
+    exch05 = sections["EXCH05"]
+    mailboxes = exch05[exch05.index("<h3>Mailboxes</h3>"):]
+    assert "<td>bob</td><td>confirmed exported</td>" in mailboxes
+    assert "EXCH05 C:\\Windows\\System32\\winevt\\Logs\\MSExchange Management.evtx:4 PS-CMD-1" in mailboxes
+    exch01 = sections["EXCH01"]
+    incidents = exch01[exch01.index("<h3>Incidents</h3>"):exch01.index("<h3>Mailboxes</h3>")]
+    assert "203.0.113.45" in incidents and "ssrf: " in incidents and "webshell-used: " in incidents
+    assert "No mailbox access shown" in sections["EXCH03"] and "No attacker activity" in sections["EXCH03"]
+    seen = document[document.index("<h2>Seen on several hosts</h2>"):document.index('<section class="host"')]
+    assert "python-requests/2.26.0" in seen and "EXCH06" in seen and "EXCH08" in seen
+    summary = document[:document.index("<h2>Seen on several hosts</h2>")]
+    assert "First compromise" in summary and "1 confirmed exported" in summary
+    assert "Context (pivot pass)" in sections["EXCH02"]
 
 
 def test_no_resource_is_loaded_from_anywhere(document: str) -> None:
@@ -484,3 +504,11 @@ def test_chromium_devtools_sees_no_request_script_or_console_message(hostile_fil
     for payload in (P_SCRIPT, P_IMG, P_JS_URL, P_BREAKOUT, P_CSS, HOSTILE_HOST):
         assert payload in state["text"], payload
     assert len(png_colours(base64.b64decode(screenshot))) > 16
+
+
+def test_mailbox_and_incident_text_is_escaped() -> None:
+    ref = EvidenceRef(P_IMG, "C:\\" + P_SCRIPT, 1, "PS-CMD-1")
+    row = MailboxRow(P_IMG, P_SCRIPT, CONFIRMED_EXPORTED, P_IMG, None, None, (ref,), notes=(P_SCRIPT,))
+    table = report._mailbox_table([row])
+    assert P_SCRIPT not in table and P_IMG not in table
+    assert table.count(html.escape(P_SCRIPT, quote=True)) == 3
