@@ -9,6 +9,7 @@ import pytest
 import logfmt
 from exhunt.analysis.fleet import fleet
 from exhunt.analysis.indicators import observed_indicators
+from exhunt.analysis.mailboxes import CONFIRMED_ACCESSED, mailbox_exposure
 from exhunt.engine.pivot import PREFIX, pivot_rules
 from exhunt.model import Level, Record, ScanResult, Stage
 from exhunt.scan import scan
@@ -122,3 +123,26 @@ def test_request_id_links_the_two_logs_of_one_request(tmp_path: Path) -> None:
     result = scan([host])
     assert "PL-SSRF-1" in {f.rule.id for f in result.findings}
     assert _context(result, "EXCH09") == [("PIVOT-REQ", 5)]
+
+
+def test_attacker_rows_naming_a_mailbox_confirm_access(tmp_path: Path) -> None:
+    host = tmp_path / "EXCH10"
+    ssrf = {"DateTime": at(0), "RequestId": "0d6c2d3e-0000-4000-8000-0000000000cc", "UrlStem": "/ecp/y.js",
+            "ClientIpAddress": ATTACKER, "UserAgent": AGENT, "ServerHostName": "EXCH10", "HttpStatus": 200,
+            "RoutingHint": "X-BEResource-Cookie",
+            "AnchorMailbox": "ServerInfo~a]@EXCH10.contoso.local:444/EWS/Exchange.asmx?#",
+            "BackEndCookie": "X-BEResource=EXCH10.contoso.local:444/EWS/Exchange.asmx?~1942062522"}
+
+    def owa(seconds: float, anchor: str, status: int = 200) -> dict[str, object]:
+        return {"DateTime": at(seconds), "UrlStem": "/owa/service.svc", "ClientIpAddress": ATTACKER,
+                "UserAgent": AGENT, "ServerHostName": "EXCH10", "HttpStatus": status, "AnchorMailbox": anchor,
+                "AuthenticatedUser": "CONTOSO\\carol", "Protocol": "Owa"}
+
+    logfmt.write_httpproxy(host, [ssrf, owa(60, "Smtp~carol@contoso.com"), owa(70, "Smtp~dave@contoso.com", 403),
+                                  owa(80, "Smtp~autodiscover/autodiscover.json?@evil.corp")])
+    result = scan([host])
+    rows = {(row.mailbox, row.verdict) for row in mailbox_exposure(result)}
+    assert ("Smtp~carol@contoso.com", CONFIRMED_ACCESSED) in rows
+    assert not [m for m, _ in rows if "dave" in m or "autodiscover" in m]  # refused; not a mailbox
+    carol = next(row for row in mailbox_exposure(result) if "carol" in row.mailbox)
+    assert "pivot pass" in carol.means and [ref.rule for ref in carol.evidence] == ["PIVOT-IP-HP"]

@@ -26,7 +26,8 @@ What is read (findings only; exhunt does not read the logs again here):
   routes elsewhere: **possibly accessed**, mailbox not named — the victim travels in the SOAP body,
   which no log keeps. A ``/mapi/emsmdb`` SSRF means the attacker **knew at least one valid address**
   (§0 row 5). Rows answered with a non-2xx status are left out.
-- **Mailbox-naming front-end rows** (§0 row 6, §2.2): an HttpProxy finding at ``medium`` or above whose
+- **Mailbox-naming front-end rows** (§0 row 6, §2.2): an HttpProxy finding at ``medium`` or above, or a
+  pivot-pass row from an attacker address or of a request with a finding, answered 2xx, whose
   ``AnchorMailbox`` names a mailbox (``Sid~``, ``MailboxGuid~``, ``Smtp~`` or an address) is
   **confirmed accessed** for that mailbox (a GUID or SID must be mapped to a person with the
   customer's ``Get-Mailbox`` export).
@@ -46,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from exhunt.engine.pivot import PREFIX as PIVOT_PREFIX
 from exhunt.model import Finding, HostResult, ScanResult, utc_iso
 
 from .refs import MIN_LEVEL, EvidenceRef, client_address, in_order, request_id, shell_name
@@ -76,7 +78,11 @@ NOT_ASSESSABLE = (
 _EXPORT = "new-mailboxexportrequest"
 _REMOVE = "remove-mailboxexportrequest"
 _SERVER_INFO = re.compile(r"ServerInfo~([^/,\s]*)/([^?#,\s]*)", re.IGNORECASE)
-_NAMING_ANCHOR = re.compile(r"^(?:Sid|MailboxGuid|Smtp|ExternalDirectoryObjectId)~.+|^[^~\s]+@[^~\s]+$", re.IGNORECASE)
+#: An ``AnchorMailbox`` that names one mailbox (not ProxyShell's ``Smtp~autodiscover/…?@evil.corp``).
+_NAMING_ANCHOR = re.compile(r"^(?:Sid|MailboxGuid|ExternalDirectoryObjectId)~[^/?\s]+$|^(?:Smtp~)?[^~/?\s]+@[^~/?\s]+$",
+                            re.IGNORECASE)
+#: Pivot-pass rules whose HttpProxy rows are the attacker's own requests (by address or by request id).
+_ATTACKER_ROWS = (f"{PIVOT_PREFIX}IP-HP", f"{PIVOT_PREFIX}REQ-HP")
 _STATIC_RESOURCE = re.compile(r"^/owa/auth/Current/themes/resources/", re.IGNORECASE)
 _PS_TOKEN_FILTER = re.compile(r"(Subject\s+-eq|Body\s+-like)", re.IGNORECASE)
 _SCRIPT_TARGET = re.compile(r"\.(aspx|ashx|asmx|asp|php|jsp)$", re.IGNORECASE)
@@ -404,13 +410,16 @@ def _ssrf_rows(host: str, findings: list[Finding]) -> list[MailboxRow]:
 def _naming_rows(host: str, findings: list[Finding]) -> list[MailboxRow]:
     groups: dict[str, list[Finding]] = {}
     for finding in findings:
-        if finding.source_kind != "httpproxy" or finding.rule.level < MIN_LEVEL or not _answered(finding):
+        wanted = finding.rule.level >= MIN_LEVEL or finding.rule.id in _ATTACKER_ROWS
+        if finding.source_kind != "httpproxy" or not wanted or not _answered(finding):
             continue
         anchor = (finding.evidence.get("AnchorMailbox") or "").strip()
-        if anchor and _NAMING_ANCHOR.match(anchor) and not anchor.casefold().startswith("serverinfo~"):
+        if anchor and _NAMING_ANCHOR.match(anchor):
             groups.setdefault(anchor, []).append(finding)
     return [MailboxRow(host, anchor, CONFIRMED_ACCESSED,
-                       "front-end request naming the mailbox (HttpProxy AnchorMailbox)",
+                       "front-end request naming the mailbox (HttpProxy AnchorMailbox)"
+                       if any(f.rule.level >= MIN_LEVEL for f in members) else
+                       "request from an attacker address naming the mailbox (pivot pass, HttpProxy AnchorMailbox)",
                        _first(members), _last(members), _refs(in_order(members)), _ips(members),
                        notes=("map a Sid~/MailboxGuid~ value to a person with Get-Mailbox "
                               "| Select ExchangeGuid,Sid,PrimarySmtpAddress",))
