@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -553,3 +554,37 @@ def test_compile_rules_from_a_folder(tmp_path: Path) -> None:
         'strings: $a = "zzz" condition: $a and place == "staging" }')
     rules = compile_rules(tmp_path)
     assert rules.infos["t"].id == "T-1"
+
+
+# --- Velociraptor file-system times ----------------------------------------------------------------------------
+
+
+def test_velociraptor_metadata_gives_file_times(tmp_path: Path) -> None:
+    """Times come from the collection's ``All File Metadata`` rows, not from the zip entry (Go RFC 3339, ns)."""
+    shell_path, shell = POSITIVES["WS-CHOPPER-1"]
+    metadata = [
+        {"Created": "2021-03-03T06:50:11.123456789Z", "Changed": "2021-03-03T06:50:12Z",
+         "LastAccessed": "2021-03-09T09:59:00Z", "Modified": "2021-03-03T06:50:11.5Z", "Size": len(shell),
+         "SourceFile": "\\\\.\\c:" + shell_path[2:]},  # ntfs accessor, lower-case drive
+        {"Created": "0001-01-01T00:00:00Z", "Modified": "2021-03-01T00:00:00Z", "SourceFile": "C:\\other.txt"},
+        {"ClientId": "C.1"},  # not a file row: ignored
+    ]
+    lines = "".join(json.dumps(row) + "\n" for row in metadata) + "{broken\n"
+    archive = tmp_path / "Collection-EXCH09.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("uploads/auto/C%3A/" + shell_path[3:].replace("\\", "/"), shell)
+        zf.writestr("results/Windows.KapeFiles.Targets%2FAll File Metadata.json", lines)
+        zf.writestr("client_info.json", '{"Hostname": "EXCH09"}')
+    (collection,), _ = discover([archive])
+    assert [d.code for d in collection.diagnostics] == ["EXH-L005"]
+    (evidence,) = collection.files
+    assert dict(evidence.times) == {
+        "created": datetime(2021, 3, 3, 6, 50, 11, 123456, tzinfo=UTC).timestamp(),
+        "changed": datetime(2021, 3, 3, 6, 50, 12, tzinfo=UTC).timestamp(),
+        "modified": datetime(2021, 3, 3, 6, 50, 11, 500000, tzinfo=UTC).timestamp(),
+        "accessed": datetime(2021, 3, 9, 9, 59, tzinfo=UTC).timestamp(),
+    }
+    (finding,) = [f for f in scan_files(collection).findings if f.rule.id == "WS-CHOPPER-1"]
+    assert finding.time == datetime(2021, 3, 3, 6, 50, 11, 500000, tzinfo=UTC)
+    assert (finding.evidence["created"], finding.evidence["modified"]) == ("2021-03-03T06:50:11.123Z",
+                                                                           "2021-03-03T06:50:11.500Z")

@@ -28,7 +28,7 @@ from exhunt.files.iocs import SMALL_HASH_LIMIT, IocSet, shipped
 from exhunt.files.places import relevant
 from exhunt.files.rules import FileRules, shipped_rules
 from exhunt.layouts.evidence import Collection, EvidenceFile
-from exhunt.model import Diagnostic, Finding
+from exhunt.model import Diagnostic, Finding, utc_iso
 
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -154,7 +154,8 @@ def scan_files(collection: Collection, *, baseline: Baseline | None = None, max_
 
 def _examine(evidence: EvidenceFile, place: str, read: _Read, scanner: yara_x.Scanner, rules: FileRules,
              iocs: IocSet, baseline: Baseline | None, file_diags: diag.FileDiagnostics) -> Iterable[Finding]:
-    base = {"sha256": read.sha256, "size": str(read.size), "place": place}
+    base = {"sha256": read.sha256, "size": str(read.size), "place": place,
+            **{name: utc_iso(datetime.fromtimestamp(moment, UTC)) or "" for name, moment in evidence.times}}
     when = datetime.fromtimestamp(evidence.mtime, UTC) if evidence.mtime is not None else None
 
     def finding(rule, evidence_fields: dict[str, str]) -> Finding:  # type: ignore[no-untyped-def]

@@ -19,8 +19,10 @@ class EvidenceFile:
     the folder or zip given, with backslashes. ``container`` is the zip that holds it
     (``None`` for a plain file) and ``member`` the zip member name or the filesystem path.
     ``mtime`` is the file's modification time (POSIX seconds) where the layout keeps it: plain
-    folders do; zip timestamps are not trusted. Plain data only, so that handles can be sent to
-    worker processes.
+    folders do; zip timestamps are not trusted. ``times`` holds the times a collector recorded
+    from the source file system, as ``(name, POSIX seconds)`` pairs (``created``, ``changed``,
+    ``modified``, ``accessed``; Velociraptor's file metadata). Plain data only, so that handles
+    can be sent to worker processes.
     """
 
     path: str
@@ -28,6 +30,7 @@ class EvidenceFile:
     member: str
     size: int
     mtime: float | None = None
+    times: tuple[tuple[str, float], ...] = ()
 
     @property
     def origin(self) -> str:

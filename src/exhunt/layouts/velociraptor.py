@@ -4,15 +4,25 @@ Uploads live under ``uploads/<accessor>/<device>/<names...>`` with each name esc
 Velociraptor's ``SanitizeStringForZip`` (``C:`` is ``C%3A``, ``\\\\.\\C:`` is
 ``%5C%5C.%5CC%3A``). Only ``uploads/`` entries are evidence; the host name comes from
 ``client_info.json``.
+
+Zip entries keep one timestamp at two-second resolution; the file system's times are in the
+collection's result files instead: ``results/<artifact>%2F<source>.json``, JSON lines whose rows
+carry ``SourceFile`` and ``Created`` (birth), ``Changed``, ``Modified`` and ``LastAccessed`` (the
+``All Matches Metadata`` / ``All File Metadata`` and ``Uploads`` sources of
+``Generic.Collectors.File`` and ``Windows.KapeFiles.Targets``). Every result file whose name
+mentions ``Metadata`` or ``Uploads`` is read; rows without a ``SourceFile`` are ignored.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from exhunt.diagnostics import make
+from exhunt.layouts.evidence import EvidenceFile
 from exhunt.layouts.listing import Entry, Listing, Problem
 from exhunt.layouts.mapped import Mapped
 
@@ -27,6 +37,11 @@ _ESCAPED = frozenset('?"*:|<>%/\\. ')
 _HEX = re.compile(r"%([0-9A-Fa-f]{2})")
 _DRIVE = re.compile(r"(?:\\\\[.?]\\)?([A-Za-z]):")
 _METADATA_LIMIT = 1 << 20
+#: Result files larger than this are not read for file times (a diagnostic says so).
+RESULTS_LIMIT = 256 << 20
+#: Result-row keys holding file-system times, and the names exhunt reports them under.
+TIME_KEYS = (("Created", "created"), ("Changed", "changed"), ("Modified", "modified"), ("LastAccessed", "accessed"))
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 def unescape(name: str) -> str:
@@ -82,7 +97,8 @@ def recognise(listing: Listing) -> Mapped | None:
         key = path.casefold()
         if key not in chosen or rank < chosen[key][0]:
             chosen[key] = (rank, path, entry)
-    files = tuple(entry.evidence(path) for _, path, entry in chosen.values())
+    times = _file_times(listing, problems)
+    files = tuple(_timed(entry.evidence(path), times.get(path.casefold())) for _, path, entry in chosen.values())
     hostname = None
     info = next((entry for entry in listing.entries
                  if len(entry.parts) == 1 and entry.parts[0].casefold() == "client_info.json"), None)
@@ -91,6 +107,76 @@ def recognise(listing: Listing) -> Mapped | None:
         if problem is not None:
             problems.append(problem)
     return Mapped("velociraptor", files, tuple(problems), hostname)
+
+
+def _timed(evidence: EvidenceFile, times: tuple[tuple[str, float], ...] | None) -> EvidenceFile:
+    if not times:
+        return evidence
+    modified = dict(times).get("modified")
+    return replace(evidence, times=times, mtime=evidence.mtime if modified is None else modified)
+
+
+def _file_times(listing: Listing, problems: list[Problem]) -> dict[str, tuple[tuple[str, float], ...]]:
+    """File-system times by case-folded Windows path, from the collection's result files."""
+    found: dict[str, tuple[tuple[str, float], ...]] = {}
+    for entry in listing.entries:
+        name = unescape(entry.parts[-1]) if len(entry.parts) == 2 else ""
+        if entry.parts[0].casefold() != "results" or not name.casefold().endswith(".json") \
+                or not ("metadata" in name.casefold() or "uploads" in name.casefold()):
+            continue
+        if entry.size > RESULTS_LIMIT:
+            problems.append(Problem(entry.parts, make(
+                "EXH-L005", f"result file of {entry.size} bytes not read for file times (limit {RESULTS_LIMIT})",
+                source=entry.origin)))
+            continue
+        bad = 0
+        try:
+            with entry.evidence(name).open() as stream:
+                for raw in stream:
+                    try:
+                        row = _row(raw) if raw.strip() else None
+                    except ValueError:
+                        bad += 1
+                        continue
+                    if row is not None and row[1]:
+                        found.setdefault(row[0].casefold(), row[1])
+        except Exception as exc:  # attacker-influenced metadata: any failure is a diagnostic
+            problems.append(Problem(entry.parts, make("EXH-L005", f"cannot read {name}: {exc}", source=entry.origin)))
+            continue
+        if bad:
+            problems.append(Problem(entry.parts, make(
+                "EXH-L005", f"{bad} line(s) of {name} are not JSON", source=entry.origin)))
+    return found
+
+
+def _row(raw: bytes) -> tuple[str, tuple[tuple[str, float], ...]] | None:
+    """``(Windows path, times)`` of one result row, ``None`` if it is not a file row; ``ValueError`` if not JSON."""
+    row = json.loads(raw)
+    source = row.get("SourceFile") if isinstance(row, dict) else None
+    if not isinstance(source, str) or not source:
+        return None
+    times = tuple((label, moment) for key, label in TIME_KEYS
+                  if (moment := _timestamp(row.get(key))) is not None)
+    return _source_path(source), times
+
+
+def _source_path(source: str) -> str:
+    """``\\\\.\\C:\\x`` or ``c:\\x`` -> ``C:\\x``; other device paths are kept as they are."""
+    drive = _DRIVE.match(source)
+    return f"{drive[1].upper()}:{source[drive.end():]}" if drive else source
+
+
+def _timestamp(value: object) -> float | None:
+    """POSIX seconds of an RFC 3339 time (Go writes up to nine fractional digits); ``None`` if not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.year < 1971:  # no zone, or Go's zero time: not a real time
+        return None
+    return moment.timestamp()
 
 
 def _hostname(info: Entry) -> tuple[str | None, Problem | None]:
