@@ -176,6 +176,14 @@ def burst(kind: str, names: Sequence[str], every: float, ips: Sequence[str] = (P
     return rows
 
 
+#: Dark Halo exported mailboxes into OWA under image names and fetched them once (Volexity, via Sentinel).
+EXPORTED = "/owa/auth/Current/themes/resources/lgnbotl2.gif"
+
+
+def fetch(stem: str, seconds: float, **fields: object) -> dict[str, object]:
+    return iis(stem, time=at(seconds), **{"cs-method": "GET", "sc-status": 200, **fields})
+
+
 def owa_auth_hp(name: str, status: int) -> dict[str, object]:
     return {"Protocol": "Owa", "UrlStem": f"/owa/auth/{name}", "ClientIpAddress": PROBER, "HttpStatus": status}
 
@@ -384,6 +392,15 @@ CASES = [
        id="shipped-page"),
     nm("PL-WS-5-USE", "iis", [iis("/owa/auth/RedirSuiteServerProxy.aspx", **{"sc-status": 302})], id="absent-302"),
     nm("PL-WS-5-USE", "iis", [iis("/owa/auth/logon.aspx")], id="logon-page"),
+    # PL-WS-7: Sentinel's mailbox-export hosting hunt (a file under /owa/ pulled back once or twice)
+    tp("PL-WS-7", "iis", [fetch(EXPORTED, 0), fetch(EXPORTED, 600)], id="exported-image-twice"),
+    nm("PL-WS-7", "iis", [fetch(EXPORTED, 0), fetch(EXPORTED, 600), fetch(EXPORTED, 6 * 86400)],
+       id="three-in-14-days"),
+    nm("PL-WS-7", "iis", [fetch(EXPORTED, 0, **{"c-ip": "10.20.0.7"})], id="internal-client"),
+    nm("PL-WS-7", "iis", [fetch(EXPORTED, 0, **{"cs-uri-query": "v=1"})], id="with-query"),
+    nm("PL-WS-7", "iis", [fetch(EXPORTED, 0, **{"sc-status": 404})], id="not-found"),
+    nm("PL-WS-7", "iis", [fetch("/owa/auth/Current/themes/resources/x.ashx", 0)], id="script-extension"),
+    nm("PL-WS-7-base", "iis", [fetch(EXPORTED, 0)], instead=["PL-WS-7"], id="hidden-alone"),
 ]
 
 

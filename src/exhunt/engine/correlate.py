@@ -26,9 +26,11 @@ class BaseMatch:
 def correlate(correlation: CompiledCorrelation, matches: Iterable[BaseMatch], host: str) -> list[Finding]:
     """One finding per group and burst in which the correlation condition holds.
 
-    Events are grouped by the ``group-by`` fields and ordered by time; a sliding window of
-    ``timespan`` is moved over each group, and when the condition first holds a finding is
-    made from the window's events; the next burst starts after that window.
+    Events are grouped by the ``group-by`` fields and ordered by time. For a lower bound (``gt``,
+    ``gte``) a sliding window of ``timespan`` is moved over each group, and when the condition first
+    holds a finding is made from the window's events; the next burst starts after that window. Upper
+    bounds and exact counts (``whole_windows``) are judged on whole windows instead: each starts at an
+    event, holds every event of the group within ``timespan`` of it, and the next starts after it.
     """
     groups: dict[tuple[str, ...], list[BaseMatch]] = defaultdict(list)
     for match in matches:
@@ -38,6 +40,10 @@ def correlate(correlation: CompiledCorrelation, matches: Iterable[BaseMatch], ho
     findings = []
     for key in sorted(groups):
         events = sorted(groups[key], key=lambda m: (m.record.time, m.source, m.record.line))
+        if correlation.whole_windows:
+            findings.extend(_finding(correlation, key, window, host) for window in _whole_windows(correlation, events)
+                            if correlation.threshold(_measure(correlation, window)))
+            continue
         start = 0
         for end in range(len(events)):
             while events[end].record.time - events[start].record.time > correlation.timespan:  # type: ignore[operator]
@@ -47,6 +53,17 @@ def correlate(correlation: CompiledCorrelation, matches: Iterable[BaseMatch], ho
                 findings.append(_finding(correlation, key, window, host))
                 start = end + 1
     return findings
+
+
+def _whole_windows(correlation: CompiledCorrelation, events: list[BaseMatch]) -> list[list[BaseMatch]]:
+    windows, start = [], 0
+    while start < len(events):
+        end = start + 1
+        while end < len(events) and events[end].record.time - events[start].record.time <= correlation.timespan:  # type: ignore[operator]
+            end += 1
+        windows.append(events[start:end])
+        start = end
+    return windows
 
 
 def _measure(correlation: CompiledCorrelation, window: list[BaseMatch]) -> int:

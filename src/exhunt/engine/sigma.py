@@ -117,6 +117,9 @@ class CompiledCorrelation:
     timespan: timedelta
     threshold: Callable[[int], bool]
     value_field: str | None
+    #: The condition is an upper bound or an exact count (``lt``, ``lte``, ``eq``, ``neq``): it is judged on
+    #: whole windows, not on windows still growing.
+    whole_windows: bool = False
 
 
 def rule_info(rule: SigmaRule | SigmaCorrelationRule, path: str = "") -> RuleInfo:
@@ -191,6 +194,7 @@ def compile_correlation(rule: SigmaCorrelationRule, bases: dict[str, CompiledRul
         timespan=timedelta(seconds=rule.timespan.seconds),
         threshold=_threshold(condition.op, condition.count),
         value_field=condition.fieldref if kind_name == "value_count" else None,
+        whole_windows=condition.op.name in ("LT", "LTE", "EQ", "NEQ"),
     )
 
 
