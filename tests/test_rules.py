@@ -39,7 +39,7 @@ ISSUE_RULES = {
     "PL-SSRF-6", "PL-SSRF-8", "PL-26858-1", "PL-27065-1", "PL-27065-2", "PL-27065-3", "PL-27065-6",
     "PL-SCAN-1", "PL-WS-5",
 }
-HIDDEN_RULES = {"PL-WS-5-base", "PL-WS-5-HP-base"}
+HIDDEN_RULES = {"PL-WS-5-base", "PL-WS-5-HP-base", "PL-WS-7-base"}
 
 
 def run(tmp_path: Path, kind: str, rows: Sequence[Row]) -> ScanResult:
