@@ -43,7 +43,12 @@ def test_examples_scan_gives_each_demo_host_its_stage(tmp_path: Path, schema: di
     jsonschema.validate(document, schema)
     assert {h["host"]: h["stage"] for h in document["hosts"]} == EXPECTED
     assert "\x1b[" not in proc.stdout  # no colour when not a terminal
-    host_table, mailbox_table = proc.stdout.split("exhunt: mailboxes")
+    host_table, rest = proc.stdout.split("exhunt: coverage")
+    coverage_table, mailbox_table = rest.split("exhunt: mailboxes")
+    coverage = [[cell.strip() for cell in line.split("│")[1:8]] for line in coverage_table.splitlines()
+                if line.startswith("│ EXCH")]
+    assert ["EXCH01", "httpproxy"] in [row[:2] for row in coverage]
+    assert all(row[4] <= row[5] for row in coverage if row[4] != "-")
     rows = [line for line in host_table.splitlines() if line.startswith("│ EXCH")]
     assert [row.split("│")[1].strip() for row in rows] == sorted(EXPECTED)
     for row in rows:

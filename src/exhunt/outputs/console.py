@@ -28,7 +28,8 @@ STAGE_STYLE = {
 
 def render(result: ScanResult, console: Console, verbose: int = 0,
            written: Sequence[Path] = ()) -> None:
-    """Print the host table, what could not be assessed, diagnostics and output files."""
+    """Print the host table, stage reasons, chains, what could not be assessed, incidents, coverage, the mailbox
+    table, diagnostics and output files."""
     console.print(_host_table(result))
     for host in result.hosts:
         for reason in host.stage_reasons:
@@ -43,6 +44,7 @@ def render(result: ScanResult, console: Console, verbose: int = 0,
                       f"{escape(' -> '.join(incident.step_names))}"
                       f"{' from ' + escape(', '.join(incident.attacker_ips)) if incident.attacker_ips else ''}",
                       highlight=False)
+    console.print(coverage_table(result))
     if rows := mailbox_exposure(result):
         console.print(mailbox_table(rows))
     if verbose:
@@ -111,6 +113,20 @@ def _findings_table(result: ScanResult) -> Table:
             escape(finding.client_ip or "-"),
             escape(f"{finding.source}:{finding.line}" if finding.line else finding.source),
         )
+    return table
+
+
+def coverage_table(result: ScanResult) -> Table:
+    """What was read per host and source: files, records, the time range covered, diagnostics."""
+    table = Table(title="exhunt: coverage")
+    for column in ("Host", "Source", "Files", "Records", "From (UTC)", "To (UTC)", "Diagnostics"):
+        table.add_column(column)
+    for host in result.hosts:
+        for cov in host.coverage:
+            if ":" in cov.kind:  # per-channel parts of event logs: the total row says enough here
+                continue
+            table.add_row(escape(host.host), cov.kind, str(cov.files), str(cov.records), utc_iso(cov.first) or "-",
+                          utc_iso(cov.last) or "-", str(cov.diagnostics))
     return table
 
 
