@@ -146,3 +146,26 @@ def test_attacker_rows_naming_a_mailbox_confirm_access(tmp_path: Path) -> None:
     assert not [m for m, _ in rows if "dave" in m or "autodiscover" in m]  # refused; not a mailbox
     carol = next(row for row in mailbox_exposure(result) if "carol" in row.mailbox)
     assert "pivot pass" in carol.means and [ref.rule for ref in carol.evidence] == ["PIVOT-IP-HP"]
+
+
+def test_ecp_session_token_links_the_session(tmp_path: Path) -> None:
+    canary = "Yq1aK0x9TkuS7vB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uV3wX4yZ5a6b7c8d9e0f1g2h3i4j5k6l7m8n9o0p1q2r3s4t5u.Ag"
+    ddi = "/ecp/DDI/DDIService.svc"
+
+    def request(seconds: float, verb: str, schema: str, user: str) -> dict[str, object]:
+        return {"time": at(seconds), "s-port": 444, "c-ip": "10.10.1.5", "cs-method": "POST",
+                "cs-uri-stem": f"{ddi}/{verb}", "cs-username": user, "cs(User-Agent)": AGENT,
+                "cs-uri-query": f"msExchEcpCanary={canary}&schema={schema}", "sc-status": "200"}
+
+    host = tmp_path / "EXCH11"
+    logfmt.write_iis(host, [
+        request(0, "GetObject", "OABVirtualDirectory", "CONTOSO\\EXCH11$"),
+        request(20, "SetObject", "ResetOABVirtualDirectory", "CONTOSO\\EXCH11$"),
+        request(40, "GetObject", "OABVirtualDirectory", "CONTOSO\\EXCH11$"),
+    ], site=2)
+    result = scan([host])
+    rules = {(f.rule.id, f.line) for f in result.findings}
+    assert ("PL-27065-6", 6) in rules
+    assert ("PIVOT-CANARY", 5) in rules and ("PIVOT-CANARY", 7) in rules
+    off = scan([host], pivot=False)
+    assert not [f for f in off.findings if f.rule.id.startswith(PREFIX)]

@@ -34,6 +34,7 @@ from exhunt.model import Finding, ScanResult, utc_iso
 from .refs import (
     MIN_LEVEL,
     client_address,
+    ecp_canary,
     generic_agent,
     is_internal,
     parse_ip,
@@ -155,7 +156,7 @@ def observed_indicators(result: ScanResult) -> tuple[Indicator, ...]:
 
 def pivot_values(indicators: Iterable[Indicator], findings: Iterable[Finding]) -> tuple[tuple[str, str], ...]:
     """What the second pass searches for: external addresses, non-browser user agents, shell names, and the
-    request ids of findings at ``medium`` or above."""
+    request ids and ECP session tokens of findings at ``medium`` or above."""
     values: dict[tuple[str, str], None] = {}
     for indicator in indicators:
         if indicator.kind == "ip" and not _internal(indicator.value):
@@ -165,8 +166,12 @@ def pivot_values(indicators: Iterable[Indicator], findings: Iterable[Finding]) -
         elif indicator.kind == "shell-path":
             values[("shell-name", shell_name(indicator.value))] = None
     for finding in findings:
-        if finding.rule.level >= MIN_LEVEL and (ident := request_id(finding)):
+        if finding.rule.level < MIN_LEVEL:
+            continue
+        if ident := request_id(finding):
             values[("request-id", ident)] = None
+        if token := ecp_canary(finding):
+            values[("ecp-canary", token)] = None
     return tuple(values)
 
 

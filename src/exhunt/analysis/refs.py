@@ -38,6 +38,7 @@ _UA_FIELDS = ("UserAgent", "cs-user-agent", "ClientInfo")
 _IP_FIELDS = ("c-ip", "ClientIpAddress")
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _CAFE_REQ = re.compile(rf"cafeReqId=({_GUID})")
+_CANARY = re.compile(r"msExchEcpCanary=([A-Za-z0-9_.\-]{8,})")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -143,6 +144,15 @@ def request_id(finding: Finding) -> str | None:
         return value.lower()
     found = _CAFE_REQ.search(finding.evidence.get("cs-uri-query") or "")
     return found.group(1).lower() if found else None
+
+
+def ecp_canary(finding: Finding) -> str | None:
+    """The ECP session token (``msExchEcpCanary``) in a finding's request query, if any."""
+    for name in ("cs-uri-query", "UrlQuery", "cs-uri"):
+        found = _CANARY.search(finding.evidence.get(name) or "")
+        if found:
+            return found.group(1)
+    return None
 
 
 def shell_paths(finding: Finding) -> tuple[str, ...]:

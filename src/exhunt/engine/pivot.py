@@ -1,12 +1,13 @@
 """Sigma rules generated from a scan's own indicators, for the second pass over the raw web logs.
 
 The first pass finds the attacker; the second looks for the same client addresses, user agents and
-web-shell names, and for the request ids of the findings, in every IIS and HttpProxy line of every
-host. A responder sees the other log's row of a request with a finding, the attacker's other requests
-on the same server, and the servers the same actor touched without tripping any rule there. The rules
-are ``informational`` (they never move a host's stage) and their ids start with :data:`PREFIX`.
-Values are attacker-controlled text: they are escaped as Sigma strings (``*``, ``?`` and ``\\`` lose
-their wildcard meaning) and written with a YAML emitter.
+web-shell names, and for the request ids and ECP session tokens of the findings, in every IIS and
+HttpProxy line of every host. A responder sees the other log's row of a request with a finding, the
+rest of the attacker's ECP session, the attacker's other requests on the same server, and the servers
+the same actor touched without tripping any rule there. The rules are ``informational`` (they never
+move a host's stage) and their ids start with :data:`PREFIX`. Values are attacker-controlled text:
+they are escaped as Sigma strings (``*``, ``?`` and ``\\`` lose their wildcard meaning) and written
+with a YAML emitter.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ _HP_FIELDS = ["ClientIpAddress", "Method", "UrlStem", "UrlQuery", "Authenticated
 #: Title per pivot kind, the most specific link first (a line matched by several keeps the first).
 KINDS = {
     "request-id": "The other log's row of a request with a finding",
+    "ecp-canary": "Request in the ECP session (msExchEcpCanary) of a request with a finding",
     "shell-name": "Request for a web-shell name seen in attacker activity",
     "ip": "Request from a client address seen in attacker activity",
     "user-agent": "Request with a user agent seen in attacker activity",
 }
-TAGS = {"request-id": "REQ", "shell-name": "SHELL", "ip": "IP", "user-agent": "UA"}
+TAGS = {"request-id": "REQ", "ecp-canary": "CANARY", "shell-name": "SHELL", "ip": "IP", "user-agent": "UA"}
 
 
 def rank(rule_id: str) -> int:
@@ -82,6 +84,9 @@ def _selections(kind: str, values: list[str]) -> tuple[dict[str, object], dict[s
     if kind == "request-id":  # HttpProxy RequestId = the cafeReqId in the IIS query of the same request
         return {"selection": {"cs-uri-query|contains": [f"cafeReqId={v}" for v in values]}}, \
             {"selection": {"RequestId": values}}
+    if kind == "ecp-canary":
+        tokens = [f"msExchEcpCanary={v}" for v in values]
+        return {"selection": {"cs-uri-query|contains": tokens}}, {"selection": {"UrlQuery|contains": tokens}}
     if kind == "user-agent":
         return {"selection": {"cs(User-Agent)": values}}, {"selection": {"UserAgent": values}}
     stems = [f"/{v}" for v in values]
