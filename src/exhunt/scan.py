@@ -157,9 +157,10 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     only the lines that hold a rule's literal, and ``jobs`` worker processes read files and
     parts of large files in parallel; neither changes the result. ``baseline`` (known-good
     hashes, :mod:`exhunt.files.baseline`) limits the file-tree scan of Exchange web folders to
-    deviations. With ``pivot`` (on by default) a second pass looks for the addresses, user agents
-    and shell names of the findings in every host's IIS and HttpProxy logs
-    (:mod:`exhunt.engine.pivot`; ``informational`` findings, the stages do not change). With
+    deviations. With ``pivot`` (on by default) a second pass looks for the request ids, ECP
+    sessions, shell names, addresses and user agents of the findings in every host's IIS and
+    HttpProxy logs (:mod:`exhunt.engine.pivot`; ``informational`` findings, the stages do not
+    change). With
     ``case`` (a SQLite file, :mod:`exhunt.case`) every finished unit of work is stored at once
     and a rerun with the same arguments reuses it. Raises :class:`ValueError`
     for contradictory arguments (:class:`exhunt.case.CaseMismatch` for another scan's case file).
@@ -175,7 +176,8 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     try:
         if store:
             store.bind(options.signature(), command, rules_version(rules))
-        states = _run_tasks(_tasks(collections, rules, options), collections, options, progress, store)
+        prints: dict[str, str] = {}  # evidence fingerprints of the case file, shared by both passes
+        states = _run_tasks(_tasks(collections, rules, options), collections, options, progress, store, prints)
         known_good = files.load_baseline(options.baseline) if options.baseline else None
         for index, (collection, state) in enumerate(zip(collections, states, strict=True)):
             state.merge(_file_tree(index, collection, known_good, options, store))
@@ -184,7 +186,8 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
         values = pivot_values(observed_indicators(result), result.findings) if options.pivot else ()
         if values:
             second = replace(options, pivot_values=values)
-            extra = _run_tasks(_tasks(collections, _pivot_rules(values), second), collections, second, None, store)
+            extra = _run_tasks(_tasks(collections, _pivot_rules(values), second), collections, second, None, store,
+                               prints)
             for state, found, (host, _) in zip(states, extra, hosts, strict=True):
                 state.findings.extend(_context(found.findings, host.findings))
             hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
@@ -221,7 +224,8 @@ def _result(hosts: list[tuple[HostResult, list[Diagnostic]]], collections: Seque
         rules=tuple(sorted(rules.infos + files.file_rules() + (pivots.infos if pivots else ()),
                            key=lambda info: info.id)),
         options={"paths": list(options.paths), "host": options.host, "since": options.since,
-                 "until": options.until, "rule_dirs": list(options.rule_dirs), "baseline": options.baseline},
+                 "until": options.until, "rule_dirs": list(options.rule_dirs), "baseline": options.baseline,
+                 "pivot": options.pivot},
     )
 
 
@@ -230,10 +234,13 @@ SPLIT_BYTES = 64 << 20
 
 
 def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptions) -> list[_Task]:
+    """The units of work; the pivot pass skips files whose name shows a kind it has no rule for."""
     tasks = []
     for index, collection in enumerate(collections):
         for evidence in collection.files:
             kind = classify_path(evidence.path)
+            if options.pivot_values and kind is not None and kind not in rules.kinds:
+                continue
             splittable = (options.jobs > 1 and options.prefilter and evidence.container is None
                           and evidence.size > SPLIT_BYTES and kind is not None and not KINDS[kind].binary
                           and not KINDS[kind].keep_records and rules.prefilter(kind) is not None)
@@ -249,7 +256,8 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
 
 
 def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: ScanOptions,
-               progress: Progress | None, store: Case | None = None) -> list[_HostState]:
+               progress: Progress | None, store: Case | None = None,
+               prints: dict[str, str] | None = None) -> list[_HostState]:
     """Run every task, in worker processes when ``jobs`` > 1, and merge in task order.
 
     Parts of a split file are read assuming the file's top header block and numbered from their
@@ -257,7 +265,9 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
     its own (a mid-file ``#Fields`` change), the parts after it are read again exactly. With a
     case file, units finished by an earlier run are reused and new ones stored as they finish.
     """
-    prints = _fingerprints(tasks, collections, store) if store else {}
+    prints = {} if prints is None else prints
+    if store:
+        _fingerprints(tasks, collections, store, prints)
     outcomes: list[_HostState | None] = [
         store.outcome(_key(task, options), prints[task.evidence.origin]) if store else None for task in tasks
     ]
@@ -297,8 +307,8 @@ def _digest(values: tuple[tuple[str, str], ...]) -> str:
     return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
 
 
-def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: Case) -> dict[str, str]:
-    prints: dict[str, str] = {}
+def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: Case, prints: dict[str, str]) -> None:
+    """Fingerprint and record the evidence of ``tasks`` not in ``prints`` yet."""
     for task in tasks:
         origin = task.evidence.origin
         if origin not in prints:
@@ -308,7 +318,6 @@ def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: 
                 prints[origin] = f"{task.evidence.size}:unreadable"
                 continue
             store.record_evidence(task.evidence, prints[origin], task.layout, collections[task.collection].root)
-    return prints
 
 
 def _stored(store: Case | None, task: _Task, options: ScanOptions, prints: dict[str, str],
