@@ -168,7 +168,7 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
     options = ScanOptions(tuple(str(p) for p in paths), host, since, until, tuple(str(d) for d in rule_dirs),
                           strict, prefilter, max(1, jobs), None if baseline is None else str(baseline), pivot)
     started = datetime.now(UTC)
-    rules = load_rules(options.rule_dirs)
+    rules = _rules(options.rule_dirs)  # cached: forked workers inherit the compiled rules
     collections, problems = discover(options.paths)
     if host and len(collections) > 1:
         raise ValueError(f"a host name was given, but the paths hold {len(collections)} collections")
