@@ -2,7 +2,7 @@
 
 Rows are ordered by (UTC time, host, source, line, rule); findings without a time (files whose
 layout kept no modification time) come last, ordered by host, source and line. The description is
-the same one-line message the Timesketch and CSV writers use (:func:`exhunt.outputs.common.message`),
+the same one-line message the Timesketch and CSV writers use (:func:`exhunt.text.message`),
 so it is single-line and safe to print.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from exhunt.model import Finding, ScanResult, utc_iso
-from exhunt.outputs.common import message
+from exhunt.text import message
 
 from .refs import EvidenceRef, client_address
 

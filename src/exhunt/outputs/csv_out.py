@@ -17,7 +17,7 @@ from typing import IO
 from exhunt.analysis.indicators import Indicator, observed_indicators
 from exhunt.analysis.mailboxes import MailboxRow, mailbox_exposure
 from exhunt.model import Finding, HostResult, ScanResult, utc_iso
-from exhunt.outputs.common import compact_evidence, one_line
+from exhunt.text import compact_evidence, one_line
 
 FINDING_COLUMNS = ("host", "time", "rule", "title", "level", "stage", "cves", "client_ip", "source", "line",
                    "evidence", "origin", "source_kind", "attack")

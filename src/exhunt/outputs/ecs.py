@@ -21,7 +21,8 @@ from typing import IO
 from urllib.parse import unquote
 
 from exhunt.model import Finding, Level, utc_iso
-from exhunt.outputs.common import json_line, message
+from exhunt.outputs.common import json_line
+from exhunt.text import message
 
 FILE_NAME = "findings.ecs.ndjson"
 ECS_VERSION = "8.11.0"

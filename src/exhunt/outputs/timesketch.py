@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from exhunt.model import Finding
-from exhunt.outputs.common import json_line, message, one_line, utc_micro
+from exhunt.outputs.common import json_line, utc_micro
+from exhunt.text import message, one_line
 
 FILE_NAME = "timeline.jsonl"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_]+")
