@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from exhunt.model import ScanResult
+from exhunt.scan import scan
 
 CRLF = "\r\n"
 
@@ -105,6 +108,22 @@ def _exchange_header(version: str, log_type: str, created: datetime, fields_line
 # --- HttpProxy --------------------------------------------------------------------------------
 
 
+def _overlay(values: dict[str, str], row: Mapping[str, str | int | datetime], log: str) -> dict[str, str]:
+    """``values`` with the given fields of ``row`` written over them (times as ISO-8601 UTC with ms)."""
+    for name, value in row.items():
+        if name not in values:
+            raise KeyError(f"{name} is not an {log} field")
+        values[name] = iso_ms(value) if isinstance(value, datetime) else str(value)
+    return values
+
+
+def _csv_line(values: Mapping[str, str], fields: Sequence[str]) -> str:
+    """One CSV data line of ``values`` in ``fields`` order, quoted where needed."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([values[name] for name in fields])
+    return out.getvalue()
+
+
 def httpproxy_values(row: Mapping[str, str | int | datetime]) -> dict[str, str]:
     """Every HttpProxy field of one row: the given ones over realistic defaults."""
     moment = row.get("DateTime", T0)
@@ -155,19 +174,12 @@ def httpproxy_values(row: Mapping[str, str | int | datetime]) -> dict[str, str]:
                         f"SharedCacheGuard=0;EndRequest={when};"),
         "RoutingStatus": "CafeV1",
     })
-    for name, value in row.items():
-        if name not in values:
-            raise KeyError(f"{name} is not an HttpProxy field")
-        values[name] = iso_ms(value) if isinstance(value, datetime) else str(value)
-    return values
+    return _overlay(values, row, "HttpProxy")
 
 
 def httpproxy_line(row: Mapping[str, str | int | datetime]) -> str:
     """One data line: a cell per field, CSV-quoted where needed."""
-    values = httpproxy_values(row)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([values[name] for name in HTTPPROXY_FIELDS])
-    return out.getvalue()
+    return _csv_line(httpproxy_values(row), HTTPPROXY_FIELDS)
 
 
 def httpproxy_log(rows: Sequence[Mapping[str, str | int | datetime]]) -> bytes:
@@ -370,19 +382,12 @@ def rps_http_values(row: Mapping[str, str | int | datetime]) -> dict[str, str]:
                        "OnEndRequest.End.ContentType=application/soap+xml charset UTF-8;"
                        "S:ServiceCommonMetadata.HttpMethod=POST",
     })
-    for name, value in row.items():
-        if name not in values:
-            raise KeyError(f"{name} is not an Rps_Http field")
-        values[name] = iso_ms(value) if isinstance(value, datetime) else str(value)
-    return values
+    return _overlay(values, row, "Rps_Http")
 
 
 def rps_http_line(row: Mapping[str, str | int | datetime]) -> str:
     """One data line: a cell per field, CSV-quoted where needed."""
-    values = rps_http_values(row)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([values[name] for name in RPS_HTTP_FIELDS])
-    return out.getvalue()
+    return _csv_line(rps_http_values(row), RPS_HTTP_FIELDS)
 
 
 def rps_http_log(rows: Sequence[Mapping[str, str | int | datetime]], bare_header: bool = True) -> bytes:
@@ -402,3 +407,18 @@ def write_rps_http(host: Path, rows: Sequence[Mapping[str, str | int | datetime]
     name = f"Rps_Http_{first if isinstance(first, datetime) else T0:%Y%m%d%H}-1.LOG"
     return _write(host.joinpath(*EXCHANGE, "Logging", "CmdletInfra", "Powershell-Proxy", "Http", name),
                   rps_http_log(rows, bare_header))
+
+
+def scan_clean(host: Path, write: Callable[[Path, Sequence[Mapping[str, object]]], Path],
+               source_kind: str, rows: Sequence[Mapping[str, object]]) -> ScanResult:
+    """Write one log with ``write`` into the KAPE tree ``host`` and scan it; the file must be read in full
+    (one file of ``source_kind``, a record per row) and without a diagnostic."""
+    write(host, rows)
+    result = scan([str(host)])
+    assert len(result.hosts) == 1
+    coverage = {c.kind: c for c in result.hosts[0].coverage}
+    assert coverage[source_kind].files == 1
+    assert coverage[source_kind].records == len(rows)
+    assert result.diagnostics == (), result.diagnostics
+    return result
+

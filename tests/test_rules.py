@@ -17,8 +17,7 @@ import pytest
 
 from exhunt.engine.rules import shipped_rules
 from exhunt.model import FindingStage, Level, ScanResult, Stage
-from exhunt.scan import scan
-from logfmt import IIS_BROWSER_UA, SERVER_FQDN, at, write_ecp, write_httpproxy, write_iis, write_oab
+from logfmt import IIS_BROWSER_UA, SERVER_FQDN, at, scan_clean, write_ecp, write_httpproxy, write_iis, write_oab
 from test_rules_successors import NEW_RULES as SUCCESSOR_RULES
 
 Row = Mapping[str, object]
@@ -44,15 +43,7 @@ HIDDEN_RULES = {"PL-WS-5-base", "PL-WS-5-HP-base", "PL-WS-7-base"}
 
 def run(tmp_path: Path, kind: str, rows: Sequence[Row]) -> ScanResult:
     """Write one log of ``kind`` into a KAPE tree and scan it; the file must be read in full, cleanly."""
-    host = tmp_path / "HOST"
-    WRITERS[kind](host, rows)
-    result = scan([str(host)])
-    assert len(result.hosts) == 1
-    coverage = {c.kind: c for c in result.hosts[0].coverage}
-    assert coverage[SOURCE_KIND[kind]].files == 1
-    assert coverage[SOURCE_KIND[kind]].records == len(rows)
-    assert result.diagnostics == (), result.diagnostics
-    return result
+    return scan_clean(tmp_path / "HOST", WRITERS[kind], SOURCE_KIND[kind], rows)
 
 
 def found(tmp_path: Path, kind: str, rows: Sequence[Row]) -> set[str]:

@@ -18,7 +18,7 @@ import pytest
 from exhunt.engine.rules import shipped_rules
 from exhunt.model import FindingStage, Level, ScanResult, Stage
 from exhunt.scan import scan
-from logfmt import IIS_FIELDS_LINE, _lines, _write, iis_line, rps_http_values, write_rps_http
+from logfmt import IIS_FIELDS_LINE, _lines, _write, iis_line, rps_http_values, scan_clean, write_rps_http
 
 Row = Mapping[str, object]
 
@@ -72,14 +72,7 @@ EXPECTED_PATH = {
 
 def run(tmp_path: Path, kind: str, rows: Sequence[Row]) -> ScanResult:
     """Write one log of ``kind`` into a KAPE tree and scan it; the file must be read in full, cleanly."""
-    host = tmp_path / "HOST"
-    WRITERS[kind](host, rows)
-    result = scan([str(host)])
-    assert len(result.hosts) == 1
-    coverage = {c.kind: c for c in result.hosts[0].coverage}
-    assert coverage[SOURCE_KIND[kind]].files == 1
-    assert coverage[SOURCE_KIND[kind]].records == len(rows)
-    assert result.diagnostics == (), result.diagnostics
+    result = scan_clean(tmp_path / "HOST", WRITERS[kind], SOURCE_KIND[kind], rows)
     assert {f.source for f in result.findings} <= {EXPECTED_PATH[kind]}
     return result
 

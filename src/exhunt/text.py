@@ -26,15 +26,18 @@ def one_line(value: object) -> str:
     """``value`` as text on one line: CR, LF and tab become ``\\r``, ``\\n``, ``\\t``; other
     control and line-separator characters become ``\\xNN``/``\\uNNNN``."""
     text = "" if value is None else str(value)
-    return _CONTROL.sub(_escape_control, text)
+    return _CONTROL.sub(escape_char, text)
 
 
-def _escape_control(match: re.Match[str]) -> str:
+def escape_char(match: re.Match[str]) -> str:
+    """One character, visible: ``\\r``, ``\\n``, ``\\t``, else ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN``."""
     char = match.group(0)
     if char in _NAMED:
         return _NAMED[char]
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def compact_evidence(evidence: Mapping[str, object]) -> str:

@@ -41,6 +41,7 @@ from exhunt.model import (
     Stage,
     utc_iso,
 )
+from exhunt.text import escape_char
 
 FILE_NAME = "report.html"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -80,24 +81,13 @@ _INVISIBLE = re.compile(
     "\U000bfffe\U000bffff\U000cfffe\U000cffff\U000dfffe\U000dffff\U000efffe\U000effff\U000ffffe\U000fffff"
     "\U0010fffe\U0010ffff]"
 )
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def clean(value: object) -> str:
     """``value`` as text that is valid in an HTML document and shows every character it holds."""
     raw = "" if value is None else str(value)
     raw = _SURROGATE.sub("\ufffd", raw)
-    return _INVISIBLE.sub(_visible, raw)
-
-
-def _visible(match: re.Match[str]) -> str:
-    char = match.group(0)
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return _INVISIBLE.sub(escape_char, raw)
 
 
 def text(value: object, limit: int | None = None) -> str:
