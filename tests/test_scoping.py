@@ -31,6 +31,7 @@ from exhunt.analysis.mailboxes import (
     mailbox_exposure,
 )
 from exhunt.analysis.refs import EvidenceRef
+from exhunt.analysis.scope import scope_of
 from exhunt.analysis.timeline import sort_key, timeline
 from exhunt.model import ScanResult
 from exhunt.outputs import csv_out
@@ -296,3 +297,11 @@ def test_examples_fleet(examples: ScanResult) -> None:
     assert shared == {"203.0.113.61": ("EXCH06", "EXCH08")}
     peak = max(view.activity, key=lambda a: a.findings)
     assert dict(peak.by_host).keys() == {"EXCH06", "EXCH08"}
+
+
+def test_scope_built_once_equals_each_part(generated: ScanResult) -> None:
+    shared = scope_of(generated)
+    assert shared.incidents == incidents(generated) and shared.incidents
+    assert shared.fleet == fleet_mod.fleet(generated) and shared.fleet.pivots
+    assert shared.indicators == observed_indicators(generated)
+    assert shared.timeline == timeline(generated)

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exhunt import __version__
+from exhunt.analysis.scope import scope_of
 from exhunt.analysis.timeline import timeline
 from exhunt.case import Case
 from exhunt.engine.rules import load_rules
@@ -110,17 +111,18 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
         except StrictStop as stop:
             click.echo(f"exhunt: --strict: {stop}", err=True)
             raise SystemExit(EXIT_STRICT) from None
+    scope = scope_of(result)
     written = []
     if output:
-        written.extend(write_output_dir(result, output, command))
+        written.extend(write_output_dir(result, output, command, scope))
     if collect_dir:
         written.extend(_collect(result, paths, Path(collect_dir)))
     if json_out:
-        write_json(result, json_out, command)
+        write_json(result, json_out, command, scope)
         if json_out != "-":
             written.append(Path(json_out))
     if not quiet:
-        console_out.render(result, _console(stderr=json_out == "-"), verbose, written)
+        console_out.render(result, _console(stderr=json_out == "-"), verbose, written, scope)
     if fail_on and any(f.rule.level >= Level.parse(fail_on) for f in result.findings):
         raise SystemExit(EXIT_FINDINGS)
 
@@ -148,11 +150,12 @@ def _collect(result: ScanResult, paths: tuple[str, ...], folder: Path) -> list[P
 def report_command(case_file: str, output: str | None, json_out: str | None, quiet: bool) -> None:
     """Render the reports of a finished scan from its case file (the evidence is not needed)."""
     result, command = _load_case(case_file)
-    written = write_output_dir(result, output, command) if output else []
+    scope = scope_of(result)
+    written = write_output_dir(result, output, command, scope) if output else []
     if json_out:
-        write_json(result, json_out, command)
+        write_json(result, json_out, command, scope)
     if not quiet:
-        console_out.render(result, _console(stderr=json_out == "-"), 0, written)
+        console_out.render(result, _console(stderr=json_out == "-"), 0, written, scope)
 
 
 def _load_case(case_file: str) -> tuple[ScanResult, str]:

@@ -91,9 +91,10 @@ class Fleet:
                 "pivots": [p.to_dict() for p in self.pivots]}
 
 
-def fleet(result: ScanResult) -> Fleet:
-    """The fleet view of a scan (see the module doc)."""
-    return Fleet(_ranking(result.hosts), _activity(result), pivots(observed_indicators(result)))
+def fleet(result: ScanResult, indicators: tuple[Indicator, ...] | None = None) -> Fleet:
+    """The fleet view of a scan (see the module doc); ``indicators``: the scan's, when already observed."""
+    return Fleet(_ranking(result.hosts), _activity(result),
+                 pivots(observed_indicators(result) if indicators is None else indicators))
 
 
 def first_compromise(host: HostResult) -> datetime | None:

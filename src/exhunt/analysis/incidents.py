@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 from exhunt.model import Finding, FindingStage, HostResult, Level, ScanResult, utc_iso
 
-from .mailboxes import mailbox_exposure
+from .mailboxes import MailboxRow, mailbox_exposure
 from .refs import (
     EvidenceRef,
     client_address,
@@ -267,10 +267,12 @@ def keys_of(finding: Finding) -> set[str]:
     return keys
 
 
-def incidents(result: ScanResult, gap: timedelta = GAP) -> tuple[Incident, ...]:
-    """Every host's incidents, hosts in scan order, each host's incidents by first activity."""
+def incidents(result: ScanResult, gap: timedelta = GAP,
+              mailboxes: Sequence[MailboxRow] | None = None) -> tuple[Incident, ...]:
+    """Every host's incidents, hosts in scan order, each host's incidents by first activity (``mailboxes``:
+    the scan's mailbox table when already built)."""
     confirming: dict[str, set[EvidenceRef]] = {}
-    for row in mailbox_exposure(result):
+    for row in mailbox_exposure(result) if mailboxes is None else mailboxes:
         if row.verdict in _CONFIRMING:
             confirming.setdefault(row.host, set()).update(row.evidence)
     out: list[Incident] = []

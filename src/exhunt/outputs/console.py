@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
-from exhunt.analysis.incidents import incidents
-from exhunt.analysis.mailboxes import MailboxRow, mailbox_exposure
+from exhunt.analysis.mailboxes import MailboxRow
+from exhunt.analysis.scope import Scope, scope_of
 from exhunt.analysis.timeline import TimelineEvent
 from exhunt.model import Mitigation, ScanResult, Stage, utc_iso
 from exhunt.outputs import timesketch
@@ -27,9 +27,10 @@ STAGE_STYLE = {
 
 
 def render(result: ScanResult, console: Console, verbose: int = 0,
-           written: Sequence[Path] = ()) -> None:
+           written: Sequence[Path] = (), scope: Scope | None = None) -> None:
     """Print the host table, stage reasons, chains, what could not be assessed, incidents, coverage, the mailbox
     table, diagnostics and output files."""
+    scope = scope_of(result) if scope is None else scope
     console.print(_host_table(result))
     for host in result.hosts:
         for reason in host.stage_reasons:
@@ -38,15 +39,15 @@ def render(result: ScanResult, console: Console, verbose: int = 0,
             console.print(f"  {escape(host.host)}: {escape(chain.summary)}", highlight=False)
         for gap in host.not_assessed:
             console.print(f"  [dim]{escape(host.host)}: {escape(gap)}[/]", highlight=False)
-    for incident in incidents(result):
+    for incident in scope.incidents:
         window = f"{utc_iso(incident.first) or '?'} .. {utc_iso(incident.last) or '?'}"
         console.print(f"  {escape(incident.host)} {escape(incident.id)}: {window}, "
                       f"{escape(' -> '.join(incident.step_names))}"
                       f"{' from ' + escape(', '.join(incident.attacker_ips)) if incident.attacker_ips else ''}",
                       highlight=False)
     console.print(coverage_table(result))
-    if rows := mailbox_exposure(result):
-        console.print(mailbox_table(rows))
+    if scope.mailboxes:
+        console.print(mailbox_table(scope.mailboxes))
     if verbose:
         console.print(_findings_table(result))
     levels = Counter(d.level for d in result.diagnostics)

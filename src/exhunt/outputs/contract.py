@@ -14,18 +14,14 @@ from pathlib import Path
 from typing import IO
 
 from exhunt import __version__
-from exhunt.analysis.fleet import fleet
-from exhunt.analysis.incidents import incidents
-from exhunt.analysis.indicators import observed_indicators
-from exhunt.analysis.mailboxes import mailbox_exposure
-from exhunt.analysis.timeline import timeline
+from exhunt.analysis.scope import Scope, scope_of
 from exhunt.model import Finding, ScanResult, utc_iso
 
 SCHEMA_FILE = Path(__file__).with_name("contract.schema.json")
 
 
-def document(result: ScanResult, command: str = "") -> dict[str, object]:
-    """The whole scan as one JSON-ready document."""
+def document(result: ScanResult, command: str = "", scope: Scope | None = None) -> dict[str, object]:
+    """The whole scan as one JSON-ready document (``scope``: the result's, when already built)."""
     return {
         "exhunt_version": __version__,
         "run": {
@@ -40,17 +36,13 @@ def document(result: ScanResult, command: str = "") -> dict[str, object]:
         "hosts": [host.to_dict() for host in result.hosts],
         "findings": [finding.to_dict() for finding in result.findings],
         "diagnostics": [d.to_dict() for d in result.diagnostics],
-        "timeline": [row.to_dict() for row in timeline(result)],
-        "incidents": [incident.to_dict() for incident in incidents(result)],
-        "mailboxes": [row.to_dict() for row in mailbox_exposure(result)],
-        "indicators": [indicator.to_dict() for indicator in observed_indicators(result)],
-        "fleet": fleet(result).to_dict(),
+        **(scope_of(result) if scope is None else scope).to_dict(),
     }
 
 
-def write_json(result: ScanResult, target: str | Path, command: str = "") -> None:
+def write_json(result: ScanResult, target: str | Path, command: str = "", scope: Scope | None = None) -> None:
     """Write the contract document to a file, or to stdout when ``target`` is ``-``."""
-    text = json.dumps(document(result, command), indent=2, ensure_ascii=False)
+    text = json.dumps(document(result, command, scope), indent=2, ensure_ascii=False)
     if str(target) == "-":
         sys.stdout.write(text + "\n")
         return
@@ -66,7 +58,8 @@ def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> int:
     return count
 
 
-def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") -> list[Path]:
+def write_output_dir(result: ScanResult, folder: str | Path, command: str = "",
+                     scope: Scope | None = None) -> list[Path]:
     """Write the fixed-name output files into ``folder`` and return their paths, in this order:
     ``findings.jsonl``, ``summary.json``, ``findings.csv``, ``hosts.csv``, ``mailboxes.csv``,
     ``indicators.csv``, ``timeline.jsonl``
@@ -77,19 +70,20 @@ def write_output_dir(result: ScanResult, folder: str | Path, command: str = "") 
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    scope = scope_of(result) if scope is None else scope
     findings_path = out / "findings.jsonl"
     with findings_path.open("w", encoding="utf-8", newline="\n") as stream:
         write_jsonl(result.findings, stream)
     summary_path = out / "summary.json"
-    write_json(result, summary_path, command)
+    write_json(result, summary_path, command, scope)
     written = [findings_path, summary_path]
     # Imported here: the format writers import this package's helpers (and stix2 is heavy).
     from exhunt.outputs import csv_out, ecs, html, stix, timesketch
 
     findings = result.findings
-    written.extend(csv_out.write_csv_files(result, out))
+    written.extend(csv_out.write_csv_files(result, out, scope=scope))
     written.append(timesketch.write_timeline_file(findings, out)[0])
     written.append(ecs.write_ecs_file(findings, out, created=result.finished))
     written.append(stix.write_stix_file(findings, out, hosts=[host.host for host in result.hosts]))
-    written.append(html.write_html(result, out / html.FILE_NAME, command))
+    written.append(html.write_html(result, out / html.FILE_NAME, command, scope))
     return written

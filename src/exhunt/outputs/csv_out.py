@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from exhunt.analysis.indicators import Indicator, observed_indicators
-from exhunt.analysis.mailboxes import MailboxRow, mailbox_exposure
+from exhunt.analysis.indicators import Indicator
+from exhunt.analysis.mailboxes import MailboxRow
+from exhunt.analysis.scope import Scope, scope_of
 from exhunt.model import Finding, HostResult, ScanResult, utc_iso
 from exhunt.text import compact_evidence, one_line
 
@@ -132,15 +133,17 @@ def write_indicators_csv(indicators: Iterable[Indicator], stream: IO[str], delim
     return _write((indicator_row(i) for i in indicators), INDICATOR_COLUMNS, stream, delimiter)
 
 
-def write_csv_files(result: ScanResult, folder: Path, bom: bool = False, delimiter: str = ",") -> list[Path]:
+def write_csv_files(result: ScanResult, folder: Path, bom: bool = False, delimiter: str = ",",
+                    scope: Scope | None = None) -> list[Path]:
     """Write ``findings.csv``, ``hosts.csv``, ``mailboxes.csv`` and ``indicators.csv`` into ``folder``;
     ``bom`` adds a UTF-8 BOM for Excel."""
     encoding = "utf-8-sig" if bom else "utf-8"
+    scope = scope_of(result) if scope is None else scope
     tables: tuple[tuple[str, _TableWriter], ...] = (
         ("findings.csv", lambda stream: write_findings_csv(result.findings, stream, delimiter)),
         ("hosts.csv", lambda stream: write_hosts_csv(result.hosts, stream, delimiter)),
-        ("mailboxes.csv", lambda stream: write_mailboxes_csv(mailbox_exposure(result), stream, delimiter)),
-        ("indicators.csv", lambda stream: write_indicators_csv(observed_indicators(result), stream, delimiter)),
+        ("mailboxes.csv", lambda stream: write_mailboxes_csv(scope.mailboxes, stream, delimiter)),
+        ("indicators.csv", lambda stream: write_indicators_csv(scope.indicators, stream, delimiter)),
     )
     paths = []
     for name, write in tables:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from exhunt import __version__
 from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
-from exhunt.analysis.fleet import Pivot, first_compromise, pivots
-from exhunt.analysis.incidents import Incident, incidents
-from exhunt.analysis.indicators import observed_indicators
-from exhunt.analysis.mailboxes import NOT_ASSESSABLE, MailboxRow, mailbox_exposure
+from exhunt.analysis.fleet import Pivot, first_compromise
+from exhunt.analysis.incidents import Incident
+from exhunt.analysis.mailboxes import NOT_ASSESSABLE, MailboxRow
+from exhunt.analysis.scope import Scope, scope_of
 from exhunt.engine.pivot import PREFIX as PIVOT_PREFIX
 from exhunt.model import (
     ChainActivity,
@@ -186,9 +186,10 @@ def _mitigations(host: HostResult) -> str:
 
 # --- document ------------------------------------------------------------------------------------
 
-def render_html(result: ScanResult, command: str = "") -> str:
+def render_html(result: ScanResult, command: str = "", scope: Scope | None = None) -> str:
     """The whole report as one HTML document (a ``str``; write it as UTF-8)."""
-    found, mailboxes = incidents(result), mailbox_exposure(result)
+    scope = scope_of(result) if scope is None else scope
+    found, mailboxes = scope.incidents, scope.mailboxes
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -208,7 +209,7 @@ def render_html(result: ScanResult, command: str = "") -> str:
         "</header>",
         "<main>",
         _summary(result, mailboxes),
-        _pivots(pivots(observed_indicators(result))),
+        _pivots(scope.fleet.pivots),
         *(_host_section(index, host, [i for i in found if i.host == host.host],
                         [m for m in mailboxes if m.host == host.host])
           for index, host in enumerate(result.hosts, start=1)),
@@ -224,10 +225,10 @@ def render_html(result: ScanResult, command: str = "") -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_html(result: ScanResult, path: str | Path, command: str = "") -> Path:
+def write_html(result: ScanResult, path: str | Path, command: str = "", scope: Scope | None = None) -> Path:
     """Write :func:`render_html` to ``path`` as UTF-8 and return the path."""
     target = Path(path)
-    target.write_text(render_html(result, command), encoding="utf-8", newline="\n")
+    target.write_text(render_html(result, command, scope), encoding="utf-8", newline="\n")
     return target
 
 
