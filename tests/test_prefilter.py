@@ -56,6 +56,8 @@ def awkward(tmp_path_factory: pytest.TempPathFactory) -> Path:
             + "\r\n".join(rows[2000:]))  # no final line end
     (folder / "HttpProxy_2021030306-1.LOG").write_bytes(codecs.BOM_UTF8 + text.encode("utf-8"))
     (folder / "HttpProxy_2021030307-1.LOG").write_bytes((header + fields + "\r\n".join(rows[:500])).encode("utf-16"))
+    # an Export-Csv-style file: a bare column-name line, then rows, no directives
+    (folder / "HttpProxy_2021030308-1.LOG").write_bytes((bare + "\r\n".join(rows[2500:2600]) + "\r\n").encode())
     return root
 
 
@@ -93,6 +95,16 @@ def test_counts_and_candidates_on_a_small_file() -> None:
     assert [number for number, _ in lines] == [1, 2, 3, 4, 6]  # header, first row, blank, hit, last row
     assert (counts.physical, counts.data_lines) == (6, 4)
     assert diags.counts["EXH-R006"] == 1
+
+
+@pytest.mark.parametrize("head", [b"DateTime,AnchorMailbox\r\n", b"\r\nDateTime,AnchorMailbox\r\n",
+                                  b"#Software: x\r\nDateTime,AnchorMailbox\r\n"])
+def test_the_first_data_row_is_read_after_any_header(head: bytes) -> None:
+    data = head + b"1,Smtp~a\r\n2,Smtp~b\r\n3,Smtp~c\r\n4,last\r\n"
+    lines = list(Prefilter(["serverinfo~"]).lines(io.BytesIO(data), FileDiagnostics("x"), LineCounts()))
+    first = head.count(b"\n") + 1
+    assert [text for _, text in lines if text[:1].isdigit()][:1] == ["1,Smtp~a"]
+    assert (first, "1,Smtp~a") in lines
 
 
 def test_literals_of_shipped_rules() -> None:

@@ -27,6 +27,13 @@ CHUNK = 8 << 20
 #: Lines the reader always sees: directives, bare column-name lines and blank lines.
 _STRUCTURE = (rb"(?m)^#", rb'(?m)^"?(DateTime|TimeStamp)"?,', rb"\n\r?\n")
 _BARE_HEADER = re.compile(r'^"?(DateTime|TimeStamp)"?,')
+#: The start of a line that is not the first data line: a directive, a bare column-name line or a blank line.
+_NOT_DATA = re.compile(rb'#|"?(?:DateTime|TimeStamp)"?,|\r?\n')
+
+
+def _is_header(text: str) -> bool:
+    """A directive or a bare column-name line."""
+    return text.startswith("#") or _BARE_HEADER.match(text) is not None
 
 
 def _escape(literal: str) -> bytes:
@@ -96,7 +103,7 @@ class Prefilter:
                 line += data.count(b"\n", previous, start)
                 previous = start
                 text = _decode(data[start:end], diags, line)
-                header = text.startswith("#") or _BARE_HEADER.match(text) is not None
+                header = _is_header(text)
                 if not text or header:
                     counts.directives += 1  # every such line is a candidate: not a data line
                 if header and seen_data:
@@ -189,7 +196,7 @@ def top_of(stream: IO[bytes], start: int, end: int) -> Part:
     context = []
     for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE), b""), 1):
         text = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
-        if text and not text.startswith("#") and not _BARE_HEADER.match(text):
+        if text and not _is_header(text):
             break
         context.append((number, text))
         if stream.tell() >= start:
@@ -237,7 +244,7 @@ class LineCounts:
 
 def _first_data_line_end(data: bytes) -> int:
     position = 0
-    while position < len(data) and data.startswith(b"#", position):
+    while position < len(data) and _NOT_DATA.match(data, position):
         position = data.find(b"\n", position) + 1 or len(data)
     return min(position + 1, len(data))
 
