@@ -16,7 +16,7 @@ from stix2patterns.v21.pattern import Pattern
 from exhunt.demo import HOSTS
 from exhunt.model import Finding, FindingStage, Level, RuleInfo, ScanResult
 from exhunt.outputs import csv_out, ecs, stix, timesketch
-from exhunt.outputs.contract import write_output_dir
+from exhunt.outputs.contract import write_jsonl, write_output_dir
 from exhunt.scan import scan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,14 @@ def crafted(value: str, time: datetime | None = datetime(2021, 3, 3, 6, 41, 10, 
     return Finding(host=value, rule=RULE, time=time, source=value, line=7,
                    evidence={"raw": value, "cs-uri-stem": value, value: "x"}, client_ip=ip or value,
                    source_kind="iis", origin=value)
+
+
+def test_findings_jsonl_is_one_line_per_finding_whatever_the_evidence_holds() -> None:
+    values = ["a\u2028b", "c\u2029d", "e\x85f", "g\r\nh"]
+    stream = io.StringIO()
+    write_jsonl([crafted(value) for value in values], stream)
+    lines = stream.getvalue().splitlines()  # splits on U+2028, U+2029 and U+0085 too
+    assert [json.loads(line)["host"] for line in lines] == values
 
 
 def test_output_dir_returns_every_fixed_file(out: tuple[Path, list[Path]]) -> None:

@@ -6,7 +6,6 @@ the evidence; 3 ``--fail-on`` found findings at or above the given level.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from exhunt.files import build_baseline, collect, file_rules
 from exhunt.layouts import discover
 from exhunt.model import Level, ScanResult
 from exhunt.outputs import console as console_out
+from exhunt.outputs.common import json_line
 from exhunt.outputs.contract import write_json, write_output_dir
 from exhunt.scan import StrictStop, scan
 
@@ -191,7 +191,7 @@ def timeline_command(paths: tuple[str, ...], case_file: str | None, since: str |
             and (window[1] is None or (row.time is not None and row.time <= window[1]))]
     if fmt == "jsonl":
         for row in rows:
-            click.echo(json.dumps(row.to_dict(), ensure_ascii=False))
+            click.echo(json_line(row.to_dict()))
         return
     out = _console(stderr=False)
     out.print(console_out.timeline_table(rows))

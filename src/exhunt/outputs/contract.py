@@ -16,6 +16,7 @@ from typing import IO
 from exhunt import __version__
 from exhunt.analysis.scope import Scope, scope_of
 from exhunt.model import Finding, ScanResult, utc_iso
+from exhunt.outputs.common import json_line
 
 SCHEMA_FILE = Path(__file__).with_name("contract.schema.json")
 
@@ -49,13 +50,10 @@ def write_json(result: ScanResult, target: str | Path, command: str = "", scope:
     Path(target).write_text(text + "\n", encoding="utf-8")
 
 
-def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> int:
-    """Write one finding per line in the contract's finding shape; returns the count."""
-    count = 0
+def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> None:
+    """Write one finding per line in the contract's finding shape (line separators inside values escaped)."""
     for finding in findings:
-        stream.write(json.dumps(finding.to_dict(), ensure_ascii=False) + "\n")
-        count += 1
-    return count
+        stream.write(json_line(finding.to_dict()) + "\n")
 
 
 def write_output_dir(result: ScanResult, folder: str | Path, command: str = "",
