@@ -99,3 +99,20 @@ def test_only_known_types_are_rebuilt() -> None:
     with pytest.raises(ValueError, match="no finished scan"):
         store.result()
     store.close()
+
+
+def test_a_changed_web_file_is_scanned_again_on_resume(tmp_path: Path) -> None:
+    """Same name, size and modification time, other content: the stored file-tree result is not reused."""
+    shell = tmp_path / "HOST" / "C" / "inetpub" / "wwwroot" / "aspnet_client" / "k1.aspx"
+    shell.parent.mkdir(parents=True)
+    chopper = b'<%@ Page Language="Jscript"%><%eval(Request.Item["z"],"unsafe");%>'
+    shell.write_bytes(chopper)
+    os.utime(shell, (1_600_000_000, 1_600_000_000))
+    case = tmp_path / "case.db"
+    first = scan([str(tmp_path / "HOST")], case=case)
+    assert "WS-CHOPPER-1" in {f.rule.id for f in first.findings}
+    shell.write_bytes(b"<html>" + b" " * (len(chopper) - 13) + b"</html>")
+    assert shell.stat().st_size == len(chopper)
+    os.utime(shell, (1_600_000_000, 1_600_000_000))
+    again = scan([str(tmp_path / "HOST")], case=case)
+    assert "WS-CHOPPER-1" not in {f.rule.id for f in again.findings}

@@ -180,7 +180,7 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
         states = _run_tasks(_tasks(collections, rules, options), collections, options, progress, store, prints)
         known_good = files.load_baseline(options.baseline) if options.baseline else None
         for index, (collection, state) in enumerate(zip(collections, states, strict=True)):
-            state.merge(_file_tree(index, collection, known_good, options, store))
+            state.merge(_file_tree(index, collection, known_good, options, store, prints))
         hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
         result = _result(hosts, collections, problems, rules, options, started)
         values = pivot_values(observed_indicators(result), result.findings) if options.pivot else ()
@@ -304,7 +304,11 @@ def _key(task: _Task, options: ScanOptions) -> str:
 
 
 def _digest(values: tuple[tuple[str, str], ...]) -> str:
-    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
+    return _digest_text(json.dumps(values))
+
+
+def _digest_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _fingerprints(tasks: list[_Task], collections: Sequence[Collection], store: Case, prints: dict[str, str]) -> None:
@@ -360,10 +364,12 @@ def _context(found: list[Finding], first_pass: Sequence[Finding]) -> list[Findin
 
 
 def _file_tree(index: int, collection: Collection, baseline: files.Baseline | None, options: ScanOptions,
-               store: Case | None) -> _HostState:
-    """Web shells, dumps and staging archives among the collection's files (``exhunt.files``)."""
+               store: Case | None, prints: dict[str, str]) -> _HostState:
+    """Web shells, dumps and staging archives among the collection's files (``exhunt.files``); with a case
+    file, a stored result is reused only while every file's fingerprint (size, time, SHA-256) is unchanged."""
     key = f"tree:{index}:{collection.root}"
-    tree_print = f"{len(collection.files)}:{sum(f.size for f in collection.files)}:{options.baseline}"
+    contents = json.dumps(sorted(prints.get(f.origin, "") for f in collection.files))
+    tree_print = f"{_digest_text(contents)}:{options.baseline}"
     if store and (stored := store.outcome(key, tree_print)) is not None:
         return stored
     state = _HostState()
