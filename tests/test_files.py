@@ -499,6 +499,21 @@ def test_baseline_round_trip_and_deviations(tmp_path: Path) -> None:
     assert rf"{EXW}\ClientAccess\ecp\odd.aspx" in by_source(without.findings)
 
 
+def test_unreadable_file_is_left_out_of_the_baseline_with_a_diagnostic(tmp_path: Path) -> None:
+    archive = tmp_path / "GOOD.zip"
+    member = "C/Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth/logon.aspx"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(member, b"<%@ Page Language=\"C#\" %>logon")
+        zf.writestr(member.replace("logon", "errorFE"), b"<%@ Page Language=\"C#\" %>error")
+    data = archive.read_bytes()
+    archive.write_bytes(data.replace(b"%>logon", b"%>LOGON"))  # stored bytes no longer match their CRC-32
+    collections, _ = discover([archive])
+    baseline = build_baseline(collections)
+    assert len(baseline) == 1
+    (problem,) = baseline.unreadable
+    assert problem.code == "EXH-R001" and problem.source.endswith("logon.aspx") and "CRC" in problem.message
+
+
 def test_load_baseline_rejects_garbage(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("not,a,baseline\n")

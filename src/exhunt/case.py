@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
 import sqlite3
 from collections import Counter
@@ -100,11 +99,7 @@ def _known(name: str) -> Any:
 
 def fingerprint(evidence: EvidenceFile) -> str:
     """``size:mtime:sha256`` of an evidence file (the bytes are read, read-only)."""
-    digest = hashlib.sha256()
-    with evidence.open() as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return f"{evidence.size}:{evidence.mtime or 0:.6f}:{digest.hexdigest()}"
+    return f"{evidence.size}:{evidence.mtime or 0:.6f}:{evidence.sha256()}"
 
 
 class Case:
@@ -157,9 +152,6 @@ class Case:
 
     def command(self) -> str:
         return self._meta("command") or ""
-
-    def units(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM units").fetchone()[0]
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -211,7 +211,7 @@ def baseline_command(root: str, output: str, build: str) -> None:
     known_good.save(output)
     out = _console(stderr=False)
     out.print(f"{len(known_good)} files recorded in {output}", highlight=False)
-    for problem in problems:
+    for problem in (*problems, *known_good.unreadable):
         out.print(escape(f"{problem.code} {problem.source}: {problem.message}"), highlight=False)
 
 

@@ -12,17 +12,16 @@ not reported; a new or changed file is ``BASELINE-1``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from exhunt.diagnostics import make
 from exhunt.files.places import baseline_key, exchange_relative, relevant
-from exhunt.layouts.evidence import Collection, EvidenceFile
-from exhunt.model import FindingStage, Level, RuleInfo
+from exhunt.layouts.evidence import Collection
+from exhunt.model import Diagnostic, FindingStage, Level, RuleInfo
 
-CHUNK = 1024 * 1024
 _SHA256 = re.compile(r"^[0-9A-Fa-f]{64}$")
 
 BASELINE_RULE = RuleInfo(
@@ -42,8 +41,8 @@ class Baseline:
 
     rows: tuple[tuple[str, str, str], ...] = ()     # (SHA256 upper-case, build, path as written)
     index: Mapping[str, frozenset[str]] = field(default_factory=dict)  # casefolded path -> lower-case hashes
-    #: Windows paths that could not be read while the baseline was built (left out of it).
-    unreadable: tuple[str, ...] = ()
+    #: Files that could not be read while the baseline was built (left out of it), one diagnostic each.
+    unreadable: tuple[Diagnostic, ...] = ()
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str, str]]) -> Baseline:
@@ -72,10 +71,6 @@ class Baseline:
         """Whether the file at Windows ``path`` with this SHA-256 is listed as known-good."""
         key = baseline_key(path)
         return key is not None and sha256.lower() in self.index.get(key, frozenset())
-
-    def merge(self, *others: Baseline) -> Baseline:
-        """One baseline holding the rows of this one and ``others`` (e.g. several builds)."""
-        return Baseline.from_rows(row for baseline in (self, *others) for row in baseline.rows)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the CSS-Exchange layout: ``SHA256,build,path`` rows, no header, CRLF."""
@@ -106,30 +101,22 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     return Baseline.from_rows(rows)
 
 
-def _sha256(evidence: EvidenceFile) -> str:
-    digest = hashlib.sha256()
-    with evidence.open() as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_baseline(collections: Iterable[Collection], build: str = "local") -> Baseline:
     """Record the SHA-256 of every file in the Exchange web folders of known-good collections.
 
     ``build`` labels the rows (the CSS-Exchange CSVs carry the Exchange build number there). Files
-    that cannot be read are left out and listed in ``Baseline.unreadable``.
+    that cannot be read are left out, each with an ``EXH-R001`` diagnostic in ``Baseline.unreadable``.
     """
     rows: list[tuple[str, str, str]] = []
-    unreadable: list[str] = []
+    unreadable: list[Diagnostic] = []
     for collection in collections:
         for evidence in collection.files:
             if relevant(evidence.path) != "exchange-web" or baseline_key(evidence.path) is None:
                 continue
             try:
-                digest = _sha256(evidence)
-            except Exception:
-                unreadable.append(evidence.path)
+                digest = evidence.sha256()
+            except Exception as exc:  # a broken file or zip member is reported, never fatal
+                unreadable.append(make("EXH-R001", f"left out of the baseline: {exc}", source=evidence.path))
                 continue
             relative = exchange_relative(evidence.path)
             assert relative is not None

@@ -28,7 +28,6 @@ class FileRules:
 
     compiled: yara_x.Rules
     infos: dict[str, RuleInfo]
-    files: tuple[Path, ...]
 
     def scanner(self, timeout: int = 30) -> yara_x.Scanner:
         """A new scanner (not thread-safe: one per scan) with every external defined."""
@@ -72,8 +71,7 @@ def compile_rules(directory: str | Path = RULES_DIR) -> FileRules:
     for name in EXTERNALS:
         compiler.define_global(name, "")
     infos: dict[str, RuleInfo] = {}
-    files = tuple(sorted(Path(directory).glob("*.yar")))
-    for path in files:
+    for path in sorted(Path(directory).glob("*.yar")):
         text = path.read_text(encoding="utf-8")
         compiler.add_source(text, origin=str(path))
         infos.update(parse_meta(text, str(path)))
@@ -81,7 +79,7 @@ def compile_rules(directory: str | Path = RULES_DIR) -> FileRules:
     duplicated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
     if duplicated:
         raise ValueError(f"duplicate rule ids: {', '.join(duplicated)}")
-    return FileRules(compiler.build(), infos, files)
+    return FileRules(compiler.build(), infos)
 
 
 @cache

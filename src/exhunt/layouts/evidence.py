@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,14 @@ class EvidenceFile:
     @property
     def name(self) -> str:
         return self.path.replace("/", "\\").rsplit("\\", 1)[-1]
+
+    def sha256(self) -> str:
+        """The SHA-256 of the file's bytes (streamed, read-only), lower-case hex."""
+        digest = hashlib.sha256()
+        with self.open() as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
 
     def open(self) -> IO[bytes]:
         """Open the file read-only as a binary stream (zip members are streamed, never extracted)."""
