@@ -54,7 +54,7 @@ def test_parse_rejects_other_text(text: str) -> None:
 
 
 def test_builds_compare_as_integers_not_strings() -> None:
-    assert "15.1.2176.9" > "15.1.2176.12"  # the trap
+    # the trap: as strings, "15.1.2176.9" > "15.1.2176.12"
     assert Build.parse("15.1.2176.9") < Build.parse("15.1.2176.12")
     assert unpatched("15.1.2176.9") == PS + PNS  # Mar21SU
     assert unpatched("15.1.2176.12") == ("CVE-2021-31207", *PNS)  # Apr21SU: partial ProxyShell

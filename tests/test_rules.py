@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from exhunt.engine.rules import shipped_rules
-from exhunt.model import FindingStage, Level, ScanResult, Stage
+from exhunt.model import ScanResult, Stage
 from logfmt import IIS_BROWSER_UA, SERVER_FQDN, at, scan_clean, write_ecp, write_httpproxy, write_iis, write_oab
 from test_rules_successors import NEW_RULES as SUCCESSOR_RULES
 
@@ -448,7 +448,7 @@ def test_low_rule_never_raises_host_above_probed(tmp_path: Path) -> None:
     result = run(tmp_path, "iis", rows)
     assert {f.rule.id for f in result.findings} == {"PL-SSRF-4"}
     assert len(result.findings) == 4
-    assert result.hosts[0].stage <= Stage.PROBED
+    assert result.hosts[0].stage is Stage.PROBED
 
 
 # --- the shipped rule set ------------------------------------------------------------------------
@@ -463,8 +463,6 @@ def test_shipped_rules_load_cleanly() -> None:
         assert info.id, info
         assert info.title, info.id
         assert info.references, info.id
-        assert isinstance(info.level, Level), info.id
-        assert info.stage in {FindingStage.PROBE, FindingStage.EXPLOIT, FindingStage.POST}, info.id
     assert set(ids) >= ISSUE_RULES
     assert {"PL-WS-5", "PL-WS-5-HP"} <= {c.info.id for c in rules.correlations}
 

@@ -370,10 +370,9 @@ def test_host_stage(tmp_path: Path, kind: str, rows: list[Row], stage: Stage) ->
 
 
 def test_normal_rps_http_rows_do_not_move_the_stage(tmp_path: Path) -> None:
-    # (an Rps_Http-only host is "unknown" until the verdict assesses ProxyShell/ProxyNotShell evidence)
     result = run(tmp_path, "rps-http", [rps("Microsoft WinRM Client"), rps("Exchange BackEnd Probes"), rps("")])
     assert result.findings == ()
-    assert result.hosts[0].stage <= Stage.CLEAN
+    assert result.hosts[0].stage is Stage.CLEAN  # Rps_Http is assessed evidence: read and nothing found
 
 
 def test_rps_http_evidence_keeps_the_hop_chain_and_the_bare_header_is_not_a_row(tmp_path: Path) -> None:
