@@ -52,9 +52,9 @@ def _build_at(moment: datetime | None, builds: tuple[BuildSeen, ...]) -> str | N
     return before[-1] if before else timed[0][1]
 
 
-def open_cves(finding: Finding, build: str | None, table: BuildTable | None = None) -> tuple[str, ...] | None:
+def open_cves(finding: Finding, build: str | None) -> tuple[str, ...] | None:
     """The finding's CVEs that ``build`` left open; ``None`` when the build or its CU is unknown."""
-    unpatched = _unpatched(build, table or BuildTable.default())
+    unpatched = _unpatched(build, BuildTable.default())
     if unpatched is None:
         return None
     return tuple(cve for cve in finding.rule.cves if cve in unpatched)

@@ -24,7 +24,7 @@ from datetime import datetime
 from exhunt.model import FindingStage, HostResult, ScanResult, Stage, utc_iso
 
 from .indicators import Indicator, Sighting, observed_indicators
-from .refs import MIN_LEVEL, shell_name
+from .refs import MIN_LEVEL, first_time, last_time, shell_name
 
 #: Indicator kinds compared across hosts, and the kind a pivot reports.
 PIVOT_KINDS = {"ip": "ip", "user-agent": "user-agent", "shell-path": "shell-name", "sha256": "sha256"}
@@ -106,16 +106,14 @@ def first_compromise(host: HostResult) -> datetime | None:
 
 
 def _ranking(hosts: tuple[HostResult, ...]) -> tuple[FleetHost, ...]:
-    def key(host: HostResult) -> tuple[int, bool, str, str]:
-        first = first_compromise(host)
+    def key(entry: tuple[HostResult, datetime | None]) -> tuple[int, bool, str, str]:
+        host, first = entry
         return (-int(host.stage), first is None, utc_iso(first) or "", host.host)
 
-    ranked = []
-    for rank, host in enumerate(sorted(hosts, key=key), 1):
-        times = [f.time for f in host.findings if f.time is not None]
-        ranked.append(FleetHost(rank, host.host, str(host.stage), first_compromise(host), min(times, default=None),
-                                max(times, default=None), len(host.findings)))
-    return tuple(ranked)
+    ordered = sorted(((host, first_compromise(host)) for host in hosts), key=key)
+    return tuple(FleetHost(rank, host.host, str(host.stage), first, first_time(host.findings),
+                           last_time(host.findings), len(host.findings))
+                 for rank, (host, first) in enumerate(ordered, 1))
 
 
 def _activity(result: ScanResult) -> tuple[HourActivity, ...]:

@@ -40,10 +40,12 @@ from .mailboxes import MailboxRow, mailbox_exposure
 from .refs import (
     EvidenceRef,
     client_address,
+    client_addresses,
+    first_time,
     generic_agent,
     in_order,
-    is_internal,
-    parse_ip,
+    is_external,
+    last_time,
     shell_name,
     shell_paths,
     ua_key,
@@ -138,7 +140,6 @@ STEP_CVES: dict[str, tuple[str, ...]] = {
     WEBSHELL_WRITTEN: ("CVE-2021-27065", "CVE-2021-26858", "CVE-2021-31207"),
     EXFILTRATION: ("CVE-2021-31207",),
 }
-_CONFIRMING = ("confirmed exported", "confirmed accessed")
 
 
 def listed_step(rule_id: str) -> tuple[bool, str | None]:
@@ -147,12 +148,6 @@ def listed_step(rule_id: str) -> tuple[bool, str | None]:
         if (pattern.endswith("*") and rule_id.startswith(pattern[:-1])) or rule_id == pattern:
             return True, step
     return False, None
-
-
-def step_of(rule_id: str, stage: FindingStage) -> str | None:
-    """The chain step of a rule: :data:`STEP_RULES`, else the fallback by stage."""
-    listed, step = listed_step(rule_id)
-    return step if listed else _FALLBACK[stage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +235,7 @@ class _Group:
     @property
     def has_ip(self) -> bool:
         """True when some finding came from an external address (internal ones are often Exchange's own)."""
-        for key in self.keys:
-            address = parse_ip(key[3:]) if key.startswith("ip:") else None
-            if address is not None and not is_internal(address):
-                return True
-        return False
+        return any(key.startswith("ip:") and is_external(key[3:]) for key in self.keys)
 
     def distance(self, moment: datetime) -> timedelta | None:
         if self.first is None or self.last is None:
@@ -273,7 +264,7 @@ def incidents(result: ScanResult, gap: timedelta = GAP,
     the scan's mailbox table when already built)."""
     confirming: dict[str, set[EvidenceRef]] = {}
     for row in mailbox_exposure(result) if mailboxes is None else mailboxes:
-        if row.verdict in _CONFIRMING:
+        if row.confirmed:
             confirming.setdefault(row.host, set()).update(row.evidence)
     out: list[Incident] = []
     for host in result.hosts:
@@ -401,7 +392,7 @@ def _incident(host: HostResult, ident: str, group: _Group, confirming: set[Evide
             step = _FALLBACK[finding.rule.stage]
         if step is not None:
             by_step.setdefault(step, []).append(finding)
-    steps = tuple(StepEvidence(step, _first(by_step[step]), _last(by_step[step]),
+    steps = tuple(StepEvidence(step, first_time(by_step[step]), last_time(by_step[step]),
                                tuple(dict.fromkeys(EvidenceRef.of(f) for f in by_step[step])))
                   for step in STEPS if step in by_step)
     reached = [STEPS.index(step.step) for step in steps]
@@ -419,9 +410,8 @@ def _incident(host: HostResult, ident: str, group: _Group, confirming: set[Evide
 
 
 def _addresses(findings: Sequence[Finding]) -> tuple[str, ...]:
-    seen = list(dict.fromkeys(ip for f in findings if (ip := client_address(f)) is not None))
-    external = [ip for ip in seen if (parsed := parse_ip(ip)) is not None and not is_internal(parsed)]
-    return tuple(external or seen)
+    seen = client_addresses(findings)
+    return tuple(ip for ip in seen if is_external(ip)) or seen
 
 
 def _gap(host: HostResult, step: str) -> Gap:
@@ -448,9 +438,3 @@ def _join_words(words: Sequence[str], conjunction: str = "or") -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" {conjunction} " + words[-1]
 
 
-def _first(findings: Iterable[Finding]) -> datetime | None:
-    return min((f.time for f in findings if f.time is not None), default=None)
-
-
-def _last(findings: Iterable[Finding]) -> datetime | None:
-    return max((f.time for f in findings if f.time is not None), default=None)

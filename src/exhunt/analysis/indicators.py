@@ -36,8 +36,7 @@ from .refs import (
     client_address,
     ecp_canary,
     generic_agent,
-    is_internal,
-    parse_ip,
+    is_external,
     request_id,
     sha256_of,
     shell_name,
@@ -127,7 +126,7 @@ def observed_indicators(result: ScanResult) -> tuple[Indicator, ...]:
     for host in result.hosts:
         strong = [f for f in host.findings if f.rule.level >= MIN_LEVEL]
         addresses = [(f, ip) for f in strong if (ip := client_address(f)) is not None]
-        external = [(f, ip) for f, ip in addresses if not _internal(ip)]
+        external = [(f, ip) for f, ip in addresses if is_external(ip)]
         for finding, ip in external or addresses:
             add("ip", ip, ip, finding, "" if external else "internal address (the only client addresses on this host)")
         for finding in strong:
@@ -159,7 +158,7 @@ def pivot_values(indicators: Iterable[Indicator], findings: Iterable[Finding]) -
     request ids and ECP session tokens of findings at ``medium`` or above."""
     values: dict[tuple[str, str], None] = {}
     for indicator in indicators:
-        if indicator.kind == "ip" and not _internal(indicator.value):
+        if indicator.kind == "ip" and is_external(indicator.value):
             values[("ip", indicator.value)] = None
         elif indicator.kind == "user-agent" and not generic_agent(indicator.value):
             values[("user-agent", indicator.value)] = None
@@ -184,11 +183,6 @@ def _pivot_keys(finding: Finding, shells: dict[str, str]) -> list[tuple[str, str
         keys.append(("user-agent", ua_key(agent)))
     keys.extend(("shell-path", shells[name]) for path in shell_paths(finding) if (name := shell_name(path)) in shells)
     return keys
-
-
-def _internal(ip: str) -> bool:
-    address = parse_ip(ip)
-    return address is None or is_internal(address)
 
 
 def _indicator(kind: str, acc: _Acc) -> Indicator:

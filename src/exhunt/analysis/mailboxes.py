@@ -43,14 +43,23 @@ mailboxes; :data:`NOT_ASSESSABLE` is the sentence a report should print. The EWS
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from exhunt.engine.pivot import PREFIX as PIVOT_PREFIX
 from exhunt.model import Finding, HostResult, ScanResult, utc_iso
 
-from .refs import MIN_LEVEL, EvidenceRef, client_address, in_order, request_id, shell_name
+from .refs import (
+    MIN_LEVEL,
+    EvidenceRef,
+    client_addresses,
+    first_time,
+    in_order,
+    last_time,
+    request_id,
+    shell_name,
+)
 
 CONFIRMED_EXPORTED = "confirmed exported"
 CONFIRMED_ACCESSED = "confirmed accessed"
@@ -108,15 +117,17 @@ class MailboxRow:
     scope: str = ""
     notes: tuple[str, ...] = ()
     mailbox_named: bool = True
-    basis: str = field(default="")
 
     def __post_init__(self) -> None:
         if not self.evidence:
             raise ValueError(f"mailbox row without evidence: {self.host} {self.mailbox} {self.verdict}")
         if self.verdict not in VERDICTS:
             raise ValueError(f"unknown mailbox verdict {self.verdict!r}")
-        if not self.basis:
-            object.__setattr__(self, "basis", VERDICTS[self.verdict])
+
+    @property
+    def basis(self) -> str:
+        """The mailbox_access.md section the verdict follows."""
+        return VERDICTS[self.verdict]
 
     @property
     def confirmed(self) -> bool:
@@ -161,8 +172,6 @@ class _Export:
     params: dict[str, str]
     outcome: str  # "succeeded", "failed", "not shown"
     how: str
-    notes: list[str] = field(default_factory=list)
-    extra: list[Finding] = field(default_factory=list)
 
 
 def _host_rows(host: HostResult) -> list[MailboxRow]:
@@ -275,10 +284,10 @@ def _export_row(host: str, export: _Export, findings: list[Finding],
         mailbox_named=named,
         verdict=verdict if named or verdict in (ATTEMPT_ONLY, POSSIBLY_ACCESSED) else POSSIBLY_ACCESSED,
         means=export.how,
-        first=_first(export.findings),
-        last=_last(export.findings),
+        first=first_time(export.findings),
+        last=last_time(export.findings),
         evidence=_refs(everything),
-        client_ips=_ips(everything),
+        client_ips=client_addresses(everything),
         scope=scope,
         notes=tuple(notes),
     )
@@ -328,7 +337,8 @@ def _orphan_export_files(host: str, findings: list[Finding],
         everything = in_order([finding, *fetched])
         rows.append(MailboxRow(host, MAILBOX_NOT_NAMED, POSSIBLY_ACCESSED,
                                "mailbox export file written to a web folder",
-                               _first(everything), _last(everything), _refs(everything), _ips(everything),
+                               first_time(everything), last_time(everything), _refs(everything),
+                               client_addresses(everything),
                                scope=f"export file {path}", notes=tuple(notes), mailbox_named=False))
     return rows
 
@@ -402,8 +412,9 @@ def _ssrf_rows(host: str, findings: list[Finding]) -> list[MailboxRow]:
         notes = ("the victim is named only in the SOAP body, which no log keeps; the EWS back-end log "
                  "(Logging\\Ews: ImpersonatedUser, ActAsUser, SoapAction) may name it (mailbox_access.md §1.3) "
                  "and is not read by exhunt",) if backend != "MAPI" else ()
-        rows.append(MailboxRow(host, MAILBOX_NOT_NAMED, verdict, means, _first(members), _last(members),
-                               _refs(members), _ips(members), scope=scope, notes=notes, mailbox_named=False))
+        rows.append(MailboxRow(host, MAILBOX_NOT_NAMED, verdict, means, first_time(members), last_time(members),
+                               _refs(members), client_addresses(members), scope=scope, notes=notes,
+                               mailbox_named=False))
     return rows
 
 
@@ -420,7 +431,7 @@ def _naming_rows(host: str, findings: list[Finding]) -> list[MailboxRow]:
                        "front-end request naming the mailbox (HttpProxy AnchorMailbox)"
                        if any(f.rule.level >= MIN_LEVEL for f in members) else
                        "request from an attacker address naming the mailbox (pivot pass, HttpProxy AnchorMailbox)",
-                       _first(members), _last(members), _refs(in_order(members)), _ips(members),
+                       first_time(members), last_time(members), _refs(in_order(members)), client_addresses(members),
                        notes=("map a Sid~/MailboxGuid~ value to a person with Get-Mailbox "
                               "| Select ExchangeGuid,Sid,PrimarySmtpAddress",))
             for anchor, members in groups.items()]
@@ -495,13 +506,3 @@ def _refs(findings: Sequence[Finding]) -> tuple[EvidenceRef, ...]:
     return tuple(dict.fromkeys(EvidenceRef.of(f) for f in findings))
 
 
-def _ips(findings: Iterable[Finding]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(ip for f in findings if (ip := client_address(f)) is not None))
-
-
-def _first(findings: Iterable[Finding]) -> datetime | None:
-    return min((f.time for f in findings if f.time is not None), default=None)
-
-
-def _last(findings: Iterable[Finding]) -> datetime | None:
-    return max((f.time for f in findings if f.time is not None), default=None)

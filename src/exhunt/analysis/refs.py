@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -103,14 +104,25 @@ def client_address(finding: Finding) -> str | None:
     return None
 
 
-def external_address(finding: Finding) -> str | None:
-    """:func:`client_address` when it is not internal (see :data:`INTERNAL_NETWORKS`)."""
-    text = client_address(finding)
-    if text is None:
-        return None
-    address = parse_ip(text)
-    return text if address is not None and not is_internal(address) else None
+def is_external(ip: str) -> bool:
+    """True for a parseable address outside :data:`INTERNAL_NETWORKS`."""
+    address = parse_ip(ip)
+    return address is not None and not is_internal(address)
 
+
+def client_addresses(findings: Iterable[Finding]) -> tuple[str, ...]:
+    """The distinct client addresses of ``findings`` (:func:`client_address`), in order of appearance."""
+    return tuple(dict.fromkeys(ip for f in findings if (ip := client_address(f)) is not None))
+
+
+def first_time(findings: Iterable[Finding]) -> datetime | None:
+    """The earliest time of ``findings`` (``None`` if none has one)."""
+    return min((f.time for f in findings if f.time is not None), default=None)
+
+
+def last_time(findings: Iterable[Finding]) -> datetime | None:
+    """The latest time of ``findings`` (``None`` if none has one)."""
+    return max((f.time for f in findings if f.time is not None), default=None)
 
 def user_agent(finding: Finding) -> str | None:
     """The client's user agent as logged (HttpProxy ``UserAgent``, IIS ``cs-user-agent``, Rps_Http ``ClientInfo``)."""

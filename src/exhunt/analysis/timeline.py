@@ -14,7 +14,7 @@ from datetime import datetime
 from exhunt.model import Finding, ScanResult, utc_iso
 from exhunt.text import message
 
-from .refs import EvidenceRef, client_address
+from .refs import client_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +31,6 @@ class TimelineEvent:
     stage: str
     client_ip: str | None
     description: str
-
-    @property
-    def ref(self) -> EvidenceRef:
-        return EvidenceRef(self.host, self.source, self.line, self.rule, self.time)
 
     def to_dict(self) -> dict[str, object]:
         return {
