@@ -24,6 +24,8 @@ from sigma.conditions import (
 )
 from sigma.types import SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars
 
+from exhunt.readers.w3c import ALIASES, DECODED_URI, JOINED_URI, PLUS_DECODED
+
 try:  # Python 3.11 keeps the regex parser in sre_parse; 3.12 moved it to re._parser
     from re import _parser as sre_parser  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover
@@ -32,9 +34,9 @@ except ImportError:  # pragma: no cover
 Literals = frozenset[str] | None
 
 #: Percent-decoded fields: a value is in the raw line as it is, or the line holds a ``%``.
-DECODED_FIELDS = frozenset({"cs-uri-decoded"})
-#: IIS fields written with ``+`` for spaces.
-PLUS_FIELDS = frozenset({"cs(User-Agent)", "cs(Referer)", "cs-user-agent", "cs-referer"})
+DECODED_FIELDS = frozenset({DECODED_URI})
+#: IIS fields written with ``+`` for spaces (as the W3C reader decodes them, under both names).
+PLUS_FIELDS = frozenset({*PLUS_DECODED, *(ALIASES[name] for name in PLUS_DECODED)})
 _QUOTES = re.compile(r"[\"']")
 
 
@@ -142,7 +144,7 @@ def _raw_form(literal: str | None, field: str | None, kind: str) -> Literals:
         pieces = [piece for piece in _QUOTES.split(literal) if piece]  # CSV / ECP quoting doubles quotes
     if kind == "iis" and field in PLUS_FIELDS:
         pieces = [piece.replace(" ", "+") for piece in pieces]
-    if kind == "iis" and field == "cs-uri":
+    if kind == "iis" and field == JOINED_URI:
         pieces = [piece for part in pieces for piece in part.split("?") if piece]
     best = max(pieces, key=lambda piece: _quality(piece.lower()), default="")
     return frozenset({best.lower()}) if best else None

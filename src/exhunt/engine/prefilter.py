@@ -15,12 +15,13 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import IO
 
 import hyperscan
 
 from exhunt.diagnostics import FileDiagnostics
-from exhunt.readers.lines import MAX_LINE, iter_lines
+from exhunt.readers.lines import MAX_LINE, decode_line, iter_lines
 
 #: Bytes read per scan call.
 CHUNK = 8 << 20
@@ -69,7 +70,7 @@ class Prefilter:
         head = stream.read(CHUNK)
         if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             counts.full = True  # not what Exchange writes: decode everything the slow way
-            yield from counts.track(iter_lines(_Prepended(head, stream), diags))
+            yield from iter_lines(_Prepended(head, stream), diags)
             return
         if head.startswith(codecs.BOM_UTF8):
             head = head[len(codecs.BOM_UTF8):]
@@ -102,7 +103,7 @@ class Prefilter:
             for start, end in self._candidates(data, number == 0 and lines_before == 0):
                 line += data.count(b"\n", previous, start)
                 previous = start
-                text = _decode(data[start:end], diags, line)
+                text = decode_line(data[start:end], diags, line)
                 header = _is_header(text)
                 if not text or header:
                     counts.directives += 1  # every such line is a candidate: not a data line
@@ -121,7 +122,7 @@ class Prefilter:
         if not last[1].endswith(b"\n"):
             diags.add("EXH-R006", "last line has no line terminator", last[0])
         if last[0] > yielded:
-            yield last[0], _decode(last[1], diags, last[0])
+            yield last[0], decode_line(last[1], diags, last[0])
 
     def _candidates(self, data: bytes, first_chunk: bool) -> list[tuple[int, int]]:
         ends: list[int] = []
@@ -214,6 +215,7 @@ def _collector(hits: list[int]) -> Callable[[int, int, int, int, object], None]:
     return collect
 
 
+@cache
 def _structure_db() -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     db.compile(expressions=list(_STRUCTURE), ids=list(range(len(_STRUCTURE))), elements=len(_STRUCTURE),
@@ -235,27 +237,12 @@ class LineCounts:
     def data_lines(self) -> int:
         return self.physical - self.directives
 
-    def track(self, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-        for number, text in lines:
-            self.physical = number
-            self.directives += text.startswith("#")
-            yield number, text
-
 
 def _first_data_line_end(data: bytes) -> int:
     position = 0
     while position < len(data) and _NOT_DATA.match(data, position):
         position = data.find(b"\n", position) + 1 or len(data)
     return min(position + 1, len(data))
-
-
-def _decode(raw: bytes, diags: FileDiagnostics, number: int) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        diags.add("EXH-R003", "invalid UTF-8 replaced", number)
-        text = raw.decode("utf-8", "replace")
-    return text.rstrip("\r\n")
 
 
 def _skip_line(stream: IO[bytes]) -> bytes:

@@ -48,13 +48,18 @@ def iter_lines(stream: IO[bytes] | LineSource, diags: FileDiagnostics,
                 _drain(stream, limit)
             else:
                 diags.add("EXH-R006", "last line has no line terminator", number)
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            diags.add("EXH-R003", "invalid UTF-8 replaced", number)
-            text = chunk.decode("utf-8", "replace")
-        yield number, text.rstrip("\r\n")
+        yield number, decode_line(chunk, diags, number)
         chunk = stream.readline(limit)
+
+
+def decode_line(raw: bytes, diags: FileDiagnostics, number: int) -> str:
+    """One raw line as text without its line end; invalid UTF-8 is replaced and reported (EXH-R003)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        diags.add("EXH-R003", "invalid UTF-8 replaced", number)
+        text = raw.decode("utf-8", "replace")
+    return text.rstrip("\r\n")
 
 
 def _drain(stream: IO[bytes] | LineSource, limit: int) -> None:

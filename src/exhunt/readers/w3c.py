@@ -25,8 +25,11 @@ EXCHANGE_DEFAULT_FIELDS = (
     "date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username",
     "c-ip", "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken",
 )
-_ALIASES = {"cs(User-Agent)": "cs-user-agent", "cs(Referer)": "cs-referer", "cs(Cookie)": "cs-cookie"}
-_PLUS_DECODED = ("cs(User-Agent)", "cs(Referer)")
+ALIASES = {"cs(User-Agent)": "cs-user-agent", "cs(Referer)": "cs-referer", "cs(Cookie)": "cs-cookie"}
+#: Fields IIS writes with ``+`` for spaces; the reader turns ``+`` back into spaces.
+PLUS_DECODED = ("cs(User-Agent)", "cs(Referer)")
+#: Fields the reader adds: stem and query joined (``cs-uri``), and that URL percent-decoded.
+JOINED_URI, DECODED_URI = "cs-uri", "cs-uri-decoded"
 
 
 def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
@@ -55,15 +58,15 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
             yield Record(number, None, {}, text)
             continue
         values = {name: ("" if token == "-" else token) for name, token in zip(fields, tokens, strict=True)}
-        for name in _PLUS_DECODED:
+        for name in PLUS_DECODED:
             if name in values:
                 values[name] = values[name].replace("+", " ")
-        for name, alias in _ALIASES.items():
+        for name, alias in ALIASES.items():
             if name in values:
                 values[alias] = values[name]
         stem, query = values.get("cs-uri-stem", ""), values.get("cs-uri-query", "")
-        values["cs-uri"] = f"{stem}?{query}" if query else stem
-        values["cs-uri-decoded"] = unquote(values["cs-uri"])
+        values[JOINED_URI] = f"{stem}?{query}" if query else stem
+        values[DECODED_URI] = unquote(values[JOINED_URI])
         moment = _time(values, default_day)
         if moment is None and ("time" in values or "date" in values):
             diags.add("EXH-R005", "unparseable date/time", number)
