@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from exhunt import __version__
 from exhunt.analysis.scope import scope_of
@@ -111,7 +112,7 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
         except StrictStop as stop:
             click.echo(f"exhunt: --strict: {stop}", err=True)
             raise SystemExit(EXIT_STRICT) from None
-    scope = scope_of(result)
+    scope = scope_of(result) if output or json_out or not quiet else None  # built once, only when shown
     written = []
     if output:
         written.extend(write_output_dir(result, output, command, scope))
@@ -154,6 +155,8 @@ def report_command(case_file: str, output: str | None, json_out: str | None, qui
     written = write_output_dir(result, output, command, scope) if output else []
     if json_out:
         write_json(result, json_out, command, scope)
+        if json_out != "-":
+            written.append(Path(json_out))
     if not quiet:
         console_out.render(result, _console(stderr=json_out == "-"), 0, written, scope)
 
@@ -221,8 +224,6 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
     """List the detection rules, and any that could not be loaded."""
     ruleset = load_rules(rule_dirs)
     out = _console(stderr=False)
-    from rich.table import Table
-
     table = Table(title=f"exhunt {__version__}: rules")
     for column in ("Rule", "Level", "Stage", "CVEs", "Title"):
         table.add_column(column)

@@ -139,6 +139,18 @@ class Verdict:
     notes: tuple[str, ...]
 
 
+def open_families(exposure: Exposure) -> list[str]:
+    """Per campaign family, the CVEs the build leaves open: ``ProxyLogon 4/4``, ``ProxyNotShell 2/2 (mitigated)``."""
+    covered = {cve for mitigation in exposure.mitigations for cve in mitigation.covers}
+    parts = []
+    for family, cves in FAMILIES.items():
+        left = [cve for cve in cves if cve in exposure.unpatched]
+        if left:
+            note = " (mitigated)" if any(cve in covered for cve in left) else ""
+            parts.append(f"{FAMILY_LABELS[family]} {len(left)}/{len(cves)}{note}")
+    return parts
+
+
 def _cve_key(cve: str) -> tuple[int, int]:
     _, year, number = cve.split("-")
     return (int(year), int(number))

@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
+from exhunt.analysis.exposure import open_families
 from exhunt.analysis.mailboxes import MailboxRow
 from exhunt.analysis.scope import Scope, scope_of
 from exhunt.analysis.timeline import TimelineEvent
-from exhunt.model import Mitigation, ScanResult, Stage, utc_iso
+from exhunt.model import ScanResult, Stage, utc_iso
 from exhunt.outputs import timesketch
 
 STAGE_STYLE = {
@@ -79,25 +79,13 @@ def _host_table(result: ScanResult) -> Table:
             escape(host.host),
             f"[{STAGE_STYLE[host.stage]}]{host.stage}[/]",
             escape(exposure.build or "unknown"),
-            _open_families(exposure.unpatched, exposure.mitigations)
+            ", ".join(open_families(exposure))
             or ("-" if exposure.status == "known" else "unknown"),
             counts,
             span,
             host.layout,
         )
     return table
-
-
-def _open_families(unpatched: Sequence[str], applied: Sequence[Mitigation]) -> str:
-    """``ProxyLogon 4/4, ProxyNotShell 2/2 (mitigated)``: each family's CVEs the build leaves open."""
-    covered = {cve for mitigation in applied for cve in mitigation.covers}
-    parts = []
-    for family, cves in FAMILIES.items():
-        count = sum(cve in unpatched for cve in cves)
-        if count:
-            mitigated = " (mitigated)" if any(cve in covered for cve in cves if cve in unpatched) else ""
-            parts.append(f"{FAMILY_LABELS[family]} {count}/{len(cves)}{mitigated}")
-    return ", ".join(parts)
 
 
 def _findings_table(result: ScanResult) -> Table:

@@ -80,7 +80,7 @@ def write_output_dir(result: ScanResult, folder: str | Path, command: str = "",
 
     findings = result.findings
     written.extend(csv_out.write_csv_files(result, out, scope=scope))
-    written.append(timesketch.write_timeline_file(findings, out)[0])
+    written.append(timesketch.write_timeline_file(findings, out))
     written.append(ecs.write_ecs_file(findings, out, created=result.finished))
     written.append(stix.write_stix_file(findings, out, hosts=[host.host for host in result.hosts]))
     written.append(html.write_html(result, out / html.FILE_NAME, command, scope))

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from exhunt import __version__
-from exhunt.analysis.exposure import FAMILIES, FAMILY_LABELS
+from exhunt.analysis.exposure import FAMILY_LABELS, open_families
 from exhunt.analysis.fleet import Pivot, first_compromise
 from exhunt.analysis.incidents import Incident
 from exhunt.analysis.mailboxes import NOT_ASSESSABLE, MailboxRow
@@ -102,6 +102,10 @@ def _time(moment: datetime | None) -> str:
     return text(utc_iso(moment) or "—")
 
 
+def _span(window: tuple[datetime | None, datetime | None]) -> str:
+    return f"{_time(window[0])} .. {_time(window[1])}"
+
+
 def _time_wrap(moment: datetime | None) -> str:
     """Like :func:`_time`, with a line-break opportunity (no character) between date and time."""
     return _time(moment).replace("T", "<wbr>T", 1)
@@ -151,14 +155,7 @@ def _families(host: HostResult) -> str:
     exposure = host.exposure
     if exposure.status != "known" and not exposure.unpatched:
         return text("unknown")
-    covered = {cve for mitigation in exposure.mitigations for cve in mitigation.covers}
-    parts = []
-    for family, cves in FAMILIES.items():
-        open_cves = [cve for cve in cves if cve in exposure.unpatched]
-        if open_cves:
-            note = " (mitigated)" if any(cve in covered for cve in open_cves) else ""
-            parts.append(f"{FAMILY_LABELS[family]} {len(open_cves)}/{len(cves)}{note}")
-    return "<br>".join(text(part) for part in parts) if parts else text("none")
+    return "<br>".join(text(part) for part in open_families(exposure)) or text("none")
 
 
 def _chain_line(chain: ChainActivity) -> str:
@@ -368,8 +365,8 @@ def _host_section(index: int, host: HostResult, found: Sequence[Incident], mailb
                                                                   else "unknown"))),
         ("Exposure notes", _list(exposure.notes, "—")),
         ("Mitigations", _mitigation_list(host)),
-        ("Evidence window", _time(evidence_window(host)[0]) + " .. " + _time(evidence_window(host)[1])),
-        ("Attacker activity", _time(attacker_window(host)[0]) + " .. " + _time(attacker_window(host)[1])),
+        ("Evidence window", _span(evidence_window(host))),
+        ("Attacker activity", _span(attacker_window(host))),
     ]
     fact_rows = "".join(f"<tr><th>{text(name)}</th><td>{content}</td></tr>" for name, content in facts)
     parts = [

@@ -82,9 +82,9 @@ def untimed(findings: Iterable[Finding]) -> int:
     return sum(1 for finding in findings if finding.time is None)
 
 
-def write_timeline_file(findings: Iterable[Finding], folder: Path) -> tuple[Path, int]:
-    """Write ``timeline.jsonl`` into ``folder``; returns its path and the number of skipped findings."""
+def write_timeline_file(findings: Iterable[Finding], folder: Path) -> Path:
+    """Write ``timeline.jsonl`` into ``folder`` and return its path (:func:`untimed` counts what was left out)."""
     path = folder / FILE_NAME
     with path.open("w", encoding="utf-8", newline="\n") as stream:
-        _, skipped = write_timeline(findings, stream)
-    return path, skipped
+        write_timeline(findings, stream)
+    return path
