@@ -152,3 +152,34 @@ level: low
 stage: probe
 """
     assert compile_files([("t.yml", rule)]).rules[0].literals is None
+
+
+def test_small_windows_give_the_same_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines, numbers, counts and diagnostics do not depend on where the read windows end."""
+    import exhunt.engine.prefilter as prefilter_module
+
+    data = (b"#Fields: DateTime,AnchorMailbox\r\n" + b"".join(b"%d,Smtp~user%d\r\n" % (n, n) for n in range(40))
+            + b"#Fields: DateTime,AnchorMailbox\r\n\r\n7,ServerInfo~a\r\n" + b"8," + b"y" * 300 + b"\r\n"
+            + b"9,serverinfo~b\r\n\"DateTime\",AnchorMailbox\r\n10,last")
+
+    def run() -> tuple[list[tuple[int, str]], tuple[int, int, int], dict[str, int]]:
+        counts, diags = LineCounts(), FileDiagnostics("x")
+        lines = list(Prefilter(["serverinfo~"]).lines(io.BytesIO(data), diags, counts))
+        return lines, (counts.physical, counts.directives, counts.late_headers), dict(diags.counts)
+
+    whole = run()
+    assert [n for n, _ in whole[0]] == [1, 2, 42, 43, 44, 46, 47, 48]
+    assert whole[1] == (48, 4, 2)
+    for size in (320, 333, 512):  # longer than the longest line, shorter than the file
+        monkeypatch.setattr(prefilter_module, "CHUNK", size)
+        assert run() == whole
+    monkeypatch.setattr(prefilter_module, "CHUNK", 128)
+    monkeypatch.setattr(prefilter_module, "MAX_LINE", 100)
+    lines, counts, problems = run()  # the 303-byte line does not fit in the window: cut, and numbering goes on
+    assert problems["EXH-R007"] == 1
+    assert counts == whole[1]
+    assert [n for n, _ in lines] == [n for n, _ in whole[0]]
+
+
+def test_literals_holding_another_are_not_searched() -> None:
+    assert Prefilter(["serverinfo~", "serverinfo~localhost", "server~"]).literals == ("serverinfo~", "server~")

@@ -550,6 +550,10 @@ class _Bounded:
             return b""
         return self._stream.read(left if size < 0 else min(size, left))
 
+    def readinto(self, target: memoryview) -> int:
+        left = self._end - self._stream.tell()
+        return self._stream.readinto(target[:left]) if left > 0 else 0
+
     def readline(self, size: int = -1) -> bytes:
         left = self._end - self._stream.tell()
         if left <= 0:

@@ -19,14 +19,19 @@ from functools import cache
 from typing import IO
 
 import hyperscan
+import numpy as np
 
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.readers.lines import MAX_LINE, decode_line, iter_lines
 
 #: Bytes read per scan call.
 CHUNK = 8 << 20
+_NEWLINE = ord("\n")
 #: Lines the reader always sees: directives, bare column-name lines and blank lines.
-_STRUCTURE = (rb"(?m)^#", rb'(?m)^"?(DateTime|TimeStamp)"?,', rb"\n\r?\n")
+#: As plain literals after a line end (much faster to scan for than anchored patterns); a
+#: window's first line is checked with ``_NOT_DATA``.
+_STRUCTURE = (b"\n#", b"\n\n", b"\n\r\n", *(b"\n%s%s%s," % (quote, name, end) for name in (b"DateTime", b"TimeStamp")
+                                             for quote in (b"", b'"') for end in (b"", b'"')))
 _BARE_HEADER = re.compile(r'^"?(DateTime|TimeStamp)"?,')
 #: The start of a line that is not the first data line: a directive, a bare column-name line or a blank line.
 _NOT_DATA = re.compile(rb'#|"?(?:DateTime|TimeStamp)"?,|\r?\n')
@@ -38,22 +43,36 @@ def _is_header(text: str) -> bool:
 
 
 def _escape(literal: str) -> bytes:
-    return b"".join(b"\\x%02x" % byte for byte in literal.encode("utf-8"))
+    return _escape_bytes(literal.encode("utf-8"))
+
+
+def _escape_bytes(literal: bytes) -> bytes:
+    return b"".join(b"\\x%02x" % byte for byte in literal)
+
+
+def _shortest(literals: Iterable[str]) -> tuple[str, ...]:
+    """The literals without those that hold another one (a line holding them holds the shorter one too)."""
+    unique = sorted(set(literals), key=len)
+    kept: list[str] = []
+    for literal in unique:
+        if not any(shorter in literal for shorter in kept):
+            kept.append(literal)
+    return tuple(sorted(kept))
 
 
 class Prefilter:
     """A compiled literal set; :meth:`lines` yields the candidate lines of one file."""
 
     def __init__(self, literals: Iterable[str]) -> None:
-        self.literals = tuple(sorted(set(literals)))
-        expressions = [_escape(lit) for lit in self.literals] + list(_STRUCTURE)
+        self.literals = _shortest(literals)
+        expressions = [_escape(lit) for lit in self.literals] + [_escape_bytes(lit) for lit in _STRUCTURE]
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(
             expressions=expressions,
             ids=list(range(len(expressions))),
             elements=len(expressions),
             flags=[hyperscan.HS_FLAG_CASELESS] * len(self.literals)
-            + [hyperscan.HS_FLAG_MULTILINE] * len(_STRUCTURE),
+            + [0] * len(_STRUCTURE),
         )
 
     def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
@@ -78,32 +97,23 @@ class Prefilter:
 
     def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
               lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
-        carry, number, chunk, yielded = b"", lines_before, head, lines_before
+        number, yielded = lines_before, lines_before
         seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
-        while chunk or carry:
-            cut = chunk.rfind(b"\n") + 1 if chunk else len(chunk)
-            if cut == 0 and chunk and len(carry) + len(chunk) > MAX_LINE:  # a line too long to hold: cut it
+        for window, size, too_long in _windows(head, stream):
+            if too_long:
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
-                data = (carry + chunk)[:MAX_LINE] + b"\n"
-                chunk, carry = _skip_line(stream), b""
-            elif cut == 0 and chunk:  # no line end yet: keep reading
-                carry += chunk
-                chunk = stream.read(CHUNK)
-                continue
-            else:
-                data = carry + chunk[:cut] if carry else chunk[:cut] if cut < len(chunk) else chunk
-                carry = chunk[cut:]
-                chunk = stream.read(CHUNK) if chunk else b""
-                if not chunk and carry:  # the file ends without a line end
-                    data, carry = data + carry, b""
-            if not data:
-                continue
+            newline = np.frombuffer(window, np.uint8, size) == _NEWLINE
+            lines_here = int(np.count_nonzero(newline)) + (0 if window[size - 1] == _NEWLINE else 1)
+            hits = self._hits(window, size)
+            if number == 0:
+                hits.append(_first_data_line_end(window, size))
             line, previous = number + 1, 0
-            for start, end in self._candidates(data, number == 0 and lines_before == 0):
-                line += data.count(b"\n", previous, start)
-                previous = start
-                text = decode_line(data[start:end], diags, line)
+            for begin in sorted({window.rfind(b"\n", 0, max(to - 1, 0)) + 1 for to in hits}):
+                line += int(np.count_nonzero(newline[previous:begin]))
+                previous = begin
+                stop = window.find(b"\n", begin, size) + 1 or size
+                text = decode_line(window[begin:stop], diags, line)
                 header = _is_header(text)
                 if not text or header:
                     counts.directives += 1  # every such line is a candidate: not a data line
@@ -112,11 +122,9 @@ class Prefilter:
                 seen_data = seen_data or not (header or not text)
                 yield line, text
                 yielded = line
-            lines_here = line - number - 1 + data.count(b"\n", previous) + (0 if data.endswith(b"\n") else 1)
             counts.physical += lines_here
-            tail_start = data.rfind(b"\n", 0, len(data) - 1) + 1
-            last = (number + lines_here, data[tail_start:])
             number += lines_here
+            last = (number, bytes(window[window.rfind(b"\n", 0, size - 1) + 1:size]))
         if last is None:
             return
         if not last[1].endswith(b"\n"):
@@ -124,18 +132,50 @@ class Prefilter:
         if last[0] > yielded:
             yield last[0], decode_line(last[1], diags, last[0])
 
-    def _candidates(self, data: bytes, first_chunk: bool) -> list[tuple[int, int]]:
-        ends: list[int] = []
-        self._db.scan(data, match_event_handler=_collector(ends))
-        if first_chunk:
-            ends.append(_first_data_line_end(data))
-        spans: dict[int, int] = {}
-        for to in ends:
-            start = data.rfind(b"\n", 0, max(to - 1, 0)) + 1 if to else 0
-            if start not in spans:
-                end = data.find(b"\n", max(to - 1, start))
-                spans[start] = len(data) if end < 0 else end + 1
-        return sorted(spans.items())
+    def _hits(self, window: bytearray | bytes, size: int) -> list[int]:
+        """End offsets of every literal and structure match in ``window[:size]``."""
+        return _hits(self._db, window, size)
+
+
+def _windows(head: bytes, stream: IO[bytes]) -> Iterator[tuple[bytearray | bytes, int, bool]]:
+    """``(buffer, size, cut)``: ``buffer[:size]`` is a run of whole lines (the last may lack its end).
+
+    One buffer is reused for the whole file, so a yielded buffer is only valid until the next one;
+    a line that does not fit is cut at ``MAX_LINE`` and comes alone, with ``cut`` set.
+    """
+    buffer = bytearray(max(CHUNK, len(head)))
+    view = memoryview(buffer)
+    filled = len(head)
+    buffer[:filled] = head
+    while True:
+        read = _read_into(stream, view[filled:]) if filled < len(buffer) else 0
+        if read == 0 and filled < len(buffer):  # end of file: what is left is the last line
+            if filled:
+                yield buffer, filled, False
+            return
+        filled += read
+        cut = buffer.rfind(b"\n", 0, filled) + 1
+        if cut == 0 and filled < len(buffer):  # no line end yet: keep reading
+            continue
+        if cut == 0:  # a line too long to hold: keep its start, drop the rest
+            kept = bytes(buffer[:MAX_LINE]) + b"\n"
+            yield kept, len(kept), True
+            rest = _skip_line(stream)
+            filled = len(rest)
+            buffer[:filled] = rest
+            continue
+        yield buffer, cut, False
+        buffer[:filled - cut] = buffer[cut:filled]
+        filled -= cut
+
+
+def _read_into(stream: IO[bytes], target: memoryview) -> int:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto(target) or 0
+    block = stream.read(len(target))
+    target[:len(block)] = block
+    return len(block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +215,7 @@ def part_of(stream: IO[bytes], start: int, end: int) -> Part:
         if not block.endswith(b"\n") and position + len(block) < start:
             block += stream.readline()  # keep blocks line-aligned (``start`` is)
         position += len(block)
-        hits: list[int] = []
-        structure.scan(block, match_event_handler=_collector(hits))
-        for to in sorted(set(hits)):
+        for to in sorted(set(_hits(structure, block, len(block)))):
             begin = block.rfind(b"\n", 0, max(to - 1, 0)) + 1
             stop = block.find(b"\n", begin)
             text = block[begin:None if stop < 0 else stop].decode("utf-8", "replace").rstrip("\r")
@@ -206,6 +244,13 @@ def top_of(stream: IO[bytes], start: int, end: int) -> Part:
     return Part(start, end, 0, tuple(line for line in context if line[1]))
 
 
+def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[int]:
+    """End offsets of the matches of ``db`` in ``window[:size]``, which starts at a line start."""
+    ends: list[int] = [1] if _NOT_DATA.match(window, 0, size) else []
+    db.scan(memoryview(window)[:size], match_event_handler=_collector(ends))
+    return ends
+
+
 def _collector(hits: list[int]) -> Callable[[int, int, int, int, object], None]:
     """A Hyperscan match handler that records each match's end offset."""
 
@@ -218,8 +263,8 @@ def _collector(hits: list[int]) -> Callable[[int, int, int, int, object], None]:
 @cache
 def _structure_db() -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    db.compile(expressions=list(_STRUCTURE), ids=list(range(len(_STRUCTURE))), elements=len(_STRUCTURE),
-               flags=[hyperscan.HS_FLAG_MULTILINE] * len(_STRUCTURE))
+    db.compile(expressions=[_escape_bytes(lit) for lit in _STRUCTURE], ids=list(range(len(_STRUCTURE))),
+               elements=len(_STRUCTURE), flags=[0] * len(_STRUCTURE))
     return db
 
 
@@ -238,11 +283,11 @@ class LineCounts:
         return self.physical - self.directives
 
 
-def _first_data_line_end(data: bytes) -> int:
+def _first_data_line_end(data: bytearray | bytes, size: int) -> int:
     position = 0
-    while position < len(data) and _NOT_DATA.match(data, position):
-        position = data.find(b"\n", position) + 1 or len(data)
-    return min(position + 1, len(data))
+    while position < size and _NOT_DATA.match(data, position, size):
+        position = data.find(b"\n", position, size) + 1 or size
+    return min(position + 1, size)
 
 
 def _skip_line(stream: IO[bytes]) -> bytes:

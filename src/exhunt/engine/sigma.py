@@ -222,11 +222,10 @@ def _logsource_text(logsource: SigmaLogSource) -> str:
 
 def _compile_node(node: object) -> Predicate:
     if isinstance(node, ConditionAND):
-        parts = tuple(_compile_node(arg) for arg in node.args)
-        return lambda record: all(part(record) for part in parts)
+        return _all(tuple(_compile_node(arg) for arg in node.args))
     if isinstance(node, ConditionOR):
-        parts = tuple(_compile_node(arg) for arg in node.args)
-        return lambda record: any(part(record) for part in parts)
+        return _any(_merged_strings(node.args) + tuple(_compile_node(arg) for arg in node.args
+                                                       if _string_shape(arg) is None))
     if isinstance(node, ConditionNOT):
         inner = _compile_node(node.args[0])
         return lambda record: not inner(record)
@@ -236,6 +235,93 @@ def _compile_node(node: object) -> Predicate:
         test = _value_test(node.value, keyword=True)
         return lambda record: test(record.raw)
     raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def _all(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 2:
+        first, second = parts
+        return lambda record: first(record) and second(record)
+
+    def every(record: Record) -> bool:
+        for part in parts:  # noqa: SIM110 (a loop is cheaper than all() over a generator, per line)
+            if not part(record):
+                return False
+        return True
+
+    return every
+
+
+def _any(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+
+    def some(record: Record) -> bool:
+        for part in parts:  # noqa: SIM110 (a loop is cheaper than any() over a generator, per line)
+            if part(record):
+                return True
+        return False
+
+    return some
+
+
+def _merged_strings(args: object) -> tuple[Predicate, ...]:
+    """One predicate per field for the OR-ed case-insensitive string tests on it (``endswith: [a, b]``),
+    which lowers the field once and tests every value in one call per kind of test."""
+    by_field: dict[str, dict[str, list[str]]] = {}
+    for arg in args:  # type: ignore[attr-defined]
+        shape = _string_shape(arg)
+        if shape is not None:
+            by_field.setdefault(arg.field, {}).setdefault(shape[0], []).append(shape[1])
+    return tuple(_field_strings(name, shapes) for name, shapes in by_field.items())
+
+
+def _field_strings(name: str, shapes: dict[str, list[str]]) -> Predicate:
+    equals = frozenset(shapes.get("equals", ()))
+    prefixes, suffixes = tuple(shapes.get("startswith", ())), tuple(shapes.get("endswith", ()))
+    needles = tuple(shapes.get("contains", ()))
+
+    def predicate(record: Record) -> bool:
+        found = record.fields.get(name)
+        if found is None:
+            return False
+        lowered = found.lower()
+        return (lowered in equals or lowered.startswith(prefixes) or lowered.endswith(suffixes)
+                or any(needle in lowered for needle in needles))
+
+    return predicate
+
+
+def _string_shape(node: object) -> tuple[str, str] | None:
+    """``(test, lowered literal)`` of a case-insensitive field test that is an equality, ``contains``,
+    ``startswith`` or ``endswith``; ``None`` for anything else."""
+    if not isinstance(node, ConditionFieldEqualsValueExpression) or not isinstance(node.value, SigmaString):
+        return None
+    if isinstance(node.value, SigmaCasedString):
+        return None
+    return _shape(_trimmed(list(node.value.s)), str.lower)
+
+
+def _trimmed(parts: list[str | SpecialChars]) -> list[str | SpecialChars]:
+    """Wildcard parts without repeated ``*`` at either end."""
+    star = SpecialChars.WILDCARD_MULTI
+    while len(parts) > 1 and parts[0] is star and parts[1] is star:
+        parts.pop(0)
+    while len(parts) > 1 and parts[-1] is star and parts[-2] is star:
+        parts.pop()
+    return parts
+
+
+def _shape(parts: list[str | SpecialChars], fold: Callable[[str], str]) -> tuple[str, str] | None:
+    star = SpecialChars.WILDCARD_MULTI
+    if all(isinstance(p, str) for p in parts):
+        return "equals", fold("".join(str(p) for p in parts))
+    if len(parts) == 3 and parts[0] is star and parts[2] is star and isinstance(parts[1], str):
+        return "contains", fold(parts[1])
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] is star:
+        return "startswith", fold(parts[0])
+    if len(parts) == 2 and parts[0] is star and isinstance(parts[1], str):
+        return "endswith", fold(parts[1])
+    return None
 
 
 def _field_predicate(name: str, value: object) -> Predicate:
@@ -276,25 +362,19 @@ def _string_test(value: SigmaString, keyword: bool) -> ValueTest:
         parts = [SpecialChars.WILDCARD_MULTI, *parts, SpecialChars.WILDCARD_MULTI]
     cased = isinstance(value, SigmaCasedString)
     fold: Callable[[str], str] = (lambda text: text) if cased else str.lower
-    star = SpecialChars.WILDCARD_MULTI
-    while len(parts) > 1 and parts[0] is star and parts[1] is star:
-        parts.pop(0)
-    while len(parts) > 1 and parts[-1] is star and parts[-2] is star:
-        parts.pop()
-    if all(isinstance(p, str) for p in parts):
-        literal = fold("".join(str(p) for p in parts))
+    parts = _trimmed(parts)
+    shape = _shape(parts, fold)
+    if shape is None:
+        pattern = re.compile(_wildcard_regex(parts), 0 if cased else re.IGNORECASE | re.DOTALL)
+        return lambda found: pattern.fullmatch(found) is not None
+    test, literal = shape
+    if test == "equals":
         return lambda found: fold(found) == literal
-    if len(parts) == 3 and parts[0] is star and parts[2] is star and isinstance(parts[1], str):
-        needle = fold(parts[1])
-        return lambda found: needle in fold(found)
-    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] is star:
-        prefix = fold(parts[0])
-        return lambda found: fold(found).startswith(prefix)
-    if len(parts) == 2 and parts[0] is star and isinstance(parts[1], str):
-        suffix = fold(parts[1])
-        return lambda found: fold(found).endswith(suffix)
-    pattern = re.compile(_wildcard_regex(parts), 0 if cased else re.IGNORECASE | re.DOTALL)
-    return lambda found: pattern.fullmatch(found) is not None
+    if test == "contains":
+        return lambda found: literal in fold(found)
+    if test == "startswith":
+        return lambda found: fold(found).startswith(literal)
+    return lambda found: fold(found).endswith(literal)
 
 
 def _wildcard_regex(parts: list[str | SpecialChars]) -> str:
