@@ -183,3 +183,64 @@ def test_small_windows_give_the_same_lines(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_literals_holding_another_are_not_searched() -> None:
     assert Prefilter(["serverinfo~", "serverinfo~localhost", "server~"]).literals == ("serverinfo~", "server~")
+
+
+CONTAINS_RULE = """
+title: t
+name: OWA-AUTH-CONTAINS
+id: 0f4b7d3e-8e0a-4c3e-9a55-5b7e8f0c2d11
+logsource: {product: exchange, service: httpproxy}
+detection:
+  selection: {UrlStem|contains: '/owa/auth/'}
+  shipped: {UrlStem|endswith: '/logon.aspx'}
+  condition: selection and not shipped
+level: high
+stage: post
+"""
+
+
+def test_a_rule_is_refuted_by_a_cell_only_through_conjuncts_on_one_field() -> None:
+    by_name = {rule.name: rule for rule in shipped_rules().rules}
+    refutes = by_name["PL-WS-5-USE-HP"].refutes
+    assert refutes is not None
+    assert refutes("/owa/auth/logon.aspx") and refutes("/owa/auth/15.1.2176/themes/logo.png")
+    assert not refutes("/owa/auth/shell.aspx") and not refutes("/OWA/auth/x.ASHX")
+    keyword = """
+title: t
+name: K
+id: 1d0f3c6a-4b8e-4b0e-8f57-5c5b1a2e9f10
+logsource: {product: exchange, service: httpproxy}
+detection:
+  words: ['/owa/auth/']
+  condition: words
+level: low
+stage: probe
+"""
+    assert compile_files([("k.yml", keyword)]).rules[0].refutes is None  # a raw-line test: no cell decides
+
+
+def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: Path) -> None:
+    import logfmt
+
+    rows = [
+        {"UrlStem": "/ecp/"},  # the first data row: always read
+        {"UrlStem": "/owa/auth/logon.aspx", "HttpStatus": "200"},  # benign: not a candidate
+        {"UrlStem": "/owa/auth/shell.aspx", "HttpStatus": "200"},  # a hit
+        {"UrlStem": "/x,/owa/auth/logon.aspx,y", "HttpStatus": "200"},  # quoted cell with commas: a hit
+        {"UrlStem": "/owa/auth/logon.aspx", "UrlQuery": "?r=/owa/auth/x.aspx"},  # another cell: read
+        {"UrlStem": "/OWA/Auth/logon.aspx"},  # benign in any case
+        {"UrlStem": "/ecp/"},  # the last row: always read
+    ]
+    path = logfmt.write_httpproxy(tmp_path / "HOST", rows)
+    before = path.read_bytes().split(b"\r\n").index(next(line for line in path.read_bytes().split(b"\r\n")
+                                                          if not line.startswith(b"#")))
+    prefilter = compile_files([("t.yml", CONTAINS_RULE)]).prefilter("httpproxy")
+    with path.open("rb") as stream:
+        candidates = [n - before - 1 for n, _ in prefilter.lines(stream, FileDiagnostics("x"), LineCounts())]
+    assert [n for n in candidates if n >= 0] == [0, 2, 3, 4, 6]
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "t.yml").write_text(CONTAINS_RULE)
+    on = scan([str(tmp_path / "HOST")], rule_dirs=[str(tmp_path / "rules")], pivot=False)
+    off = scan([str(tmp_path / "HOST")], rule_dirs=[str(tmp_path / "rules")], pivot=False, prefilter=False)
+    assert sorted(f.line - before - 1 for f in on.findings if f.rule.id == "OWA-AUTH-CONTAINS") == [2, 3]
+    assert signature(on) == signature(off)

@@ -62,6 +62,10 @@ def required(node: object, kind: str) -> Literals:
     return None
 
 
+#: Source kinds whose lines, when they hold no quote, hold each field value as exactly one of their
+#: comma-separated pieces (not ECP logs: their last column, EventData, keeps its commas).
+CELL_KINDS = frozenset({"httpproxy", "rps-http"})
+
 #: Request paths every Exchange front end logs all day: a literal inside one of them selects
 #: ordinary traffic, whatever its length (protocol folders of detections.md §1.1).
 COMMON_VALUES = (

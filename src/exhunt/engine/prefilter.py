@@ -27,6 +27,12 @@ from exhunt.readers.lines import MAX_LINE, decode_line, iter_lines
 #: Bytes read per scan call.
 CHUNK = 8 << 20
 _NEWLINE = ord("\n")
+#: Hit ids of a window's first line when it is a structure line, and of a file's first data line.
+_FIRST_LINE, _FIRST_DATA = -1, -2
+#: A line with a quote or NUL may not split into cells at its commas: never ignored.
+_NOT_PLAIN = re.compile(rb'["\x00]')
+#: Cell verdicts kept per prefilter (bounded memory).
+_VERDICTS = 1 << 16
 #: Lines the reader always sees: directives, bare column-name lines and blank lines.
 #: As plain literals after a line end (much faster to scan for than anchored patterns); a
 #: window's first line is checked with ``_NOT_DATA``.
@@ -63,8 +69,13 @@ def _shortest(literals: Iterable[str]) -> tuple[str, ...]:
 class Prefilter:
     """A compiled literal set; :meth:`lines` yields the candidate lines of one file."""
 
-    def __init__(self, literals: Iterable[str]) -> None:
+    def __init__(self, literals: Iterable[str], benign: Callable[[str, str], bool] | None = None) -> None:
+        """``benign(literal, cell)``, for comma-separated logs: whether a hit of ``literal`` inside the
+        field value ``cell`` of a quote-free line selects no rule (such lines are then not candidates)."""
         self.literals = _shortest(literals)
+        self._benign = benign
+        self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
+        self._verdicts: dict[tuple[int, bytes], bool] = {}
         expressions = [_escape(lit) for lit in self.literals] + [_escape_bytes(lit) for lit in _STRUCTURE]
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(
@@ -105,14 +116,19 @@ class Prefilter:
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
             newline = np.frombuffer(window, np.uint8, size) == _NEWLINE
             lines_here = int(np.count_nonzero(newline)) + (0 if window[size - 1] == _NEWLINE else 1)
-            hits = self._hits(window, size)
+            hits = _hits(self._db, window, size)
             if number == 0:
-                hits.append(_first_data_line_end(window, size))
+                hits.append((_FIRST_DATA, _first_data_line_end(window, size)))
+            by_line: dict[int, list[tuple[int, int]]] = {}
+            for hit in hits:
+                by_line.setdefault(window.rfind(b"\n", 0, max(hit[1] - 1, 0)) + 1, []).append(hit)
             line, previous = number + 1, 0
-            for begin in sorted({window.rfind(b"\n", 0, max(to - 1, 0)) + 1 for to in hits}):
+            for begin in sorted(by_line):
                 line += int(np.count_nonzero(newline[previous:begin]))
                 previous = begin
                 stop = window.find(b"\n", begin, size) + 1 or size
+                if self._benign is not None and self._ignorable(window, begin, stop, by_line[begin]):
+                    continue
                 text = decode_line(window[begin:stop], diags, line)
                 header = _is_header(text)
                 if not text or header:
@@ -132,9 +148,28 @@ class Prefilter:
         if last[0] > yielded:
             yield last[0], decode_line(last[1], diags, last[0])
 
-    def _hits(self, window: bytearray | bytes, size: int) -> list[int]:
-        """End offsets of every literal and structure match in ``window[:size]``."""
-        return _hits(self._db, window, size)
+    def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]]) -> bool:
+        """Whether every hit of the line ``window[begin:stop]`` is a literal in a benign cell."""
+        if _NOT_PLAIN.search(window, begin, stop) is not None:
+            return False
+        for ident, to in hits:
+            if not 0 <= ident < len(self.literals):
+                return False  # a structure line or the first data line
+            left = window.rfind(b",", begin, to - self._lengths[ident]) + 1 or begin
+            right = window.find(b",", to, stop)
+            if right < 0:
+                right = stop
+                while right > left and window[right - 1] in b"\r\n":
+                    right -= 1
+            key = (ident, bytes(window[left:right]))
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict = self._benign(self.literals[ident], key[1].decode("utf-8", "replace"))  # type: ignore[misc]
+                if len(self._verdicts) < _VERDICTS:
+                    self._verdicts[key] = verdict
+            if not verdict:
+                return False
+        return True
 
 
 def _windows(head: bytes, stream: IO[bytes]) -> Iterator[tuple[bytearray | bytes, int, bool]]:
@@ -215,7 +250,7 @@ def part_of(stream: IO[bytes], start: int, end: int) -> Part:
         if not block.endswith(b"\n") and position + len(block) < start:
             block += stream.readline()  # keep blocks line-aligned (``start`` is)
         position += len(block)
-        for to in sorted(set(_hits(structure, block, len(block)))):
+        for to in sorted({to for _, to in _hits(structure, block, len(block))}):
             begin = block.rfind(b"\n", 0, max(to - 1, 0)) + 1
             stop = block.find(b"\n", begin)
             text = block[begin:None if stop < 0 else stop].decode("utf-8", "replace").rstrip("\r")
@@ -244,20 +279,16 @@ def top_of(stream: IO[bytes], start: int, end: int) -> Part:
     return Part(start, end, 0, tuple(line for line in context if line[1]))
 
 
-def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[int]:
-    """End offsets of the matches of ``db`` in ``window[:size]``, which starts at a line start."""
-    ends: list[int] = [1] if _NOT_DATA.match(window, 0, size) else []
-    db.scan(memoryview(window)[:size], match_event_handler=_collector(ends))
-    return ends
+def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[tuple[int, int]]:
+    """``(expression id, end offset)`` of the matches of ``db`` in ``window[:size]``, which starts at a
+    line start (a structure line there is reported as ``_FIRST_LINE``)."""
+    hits: list[tuple[int, int]] = [(_FIRST_LINE, 1)] if _NOT_DATA.match(window, 0, size) else []
 
+    def collect(ident: int, _from: int, to: int, _flags: int, _context: object) -> None:
+        hits.append((ident, to))
 
-def _collector(hits: list[int]) -> Callable[[int, int, int, int, object], None]:
-    """A Hyperscan match handler that records each match's end offset."""
-
-    def collect(_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
-        hits.append(to)
-
-    return collect
+    db.scan(memoryview(window)[:size], match_event_handler=collect)
+    return hits
 
 
 @cache

@@ -6,7 +6,7 @@ diagnostic naming the file and the reason; the other rules are still loaded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -19,6 +19,7 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from exhunt.diagnostics import make
+from exhunt.engine.literals import CELL_KINDS
 from exhunt.engine.prefilter import Prefilter
 from exhunt.engine.sigma import (
     CompiledCorrelation,
@@ -52,9 +53,11 @@ class RuleSet:
     def prefilter(self, kind: str) -> Prefilter | None:
         """The literal prefilter of a text source kind; ``None`` when a rule has no provable literal."""
         if kind not in self._prefilters:
-            literal_sets = [rule.literals for rule in self.for_kind(kind)]
+            rules = self.for_kind(kind)
+            literal_sets = [rule.literals for rule in rules]
             provable = all(lits is not None for lits in literal_sets)
-            self._prefilters[kind] = Prefilter(frozenset().union(*literal_sets)) if provable else None
+            benign = _benign_cells(rules) if kind in CELL_KINDS else None
+            self._prefilters[kind] = Prefilter(frozenset().union(*literal_sets), benign) if provable else None
         return self._prefilters[kind]
 
     @property
@@ -81,6 +84,17 @@ class RuleSelector:
     def __call__(self, lowered: str) -> list[CompiledRule]:
         present = {literal for literal in self.literals if literal in lowered}
         return [rule for rule in self.rules if rule.literals is None or not rule.literals.isdisjoint(present)]
+
+
+def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]:
+    """Whether a cell holding a literal rules out every rule that the literal (or a longer one
+    holding it) selects."""
+
+    def benign(literal: str, cell: str) -> bool:
+        selected = (rule for rule in rules if rule.literals and any(literal in own for own in rule.literals))
+        return all(rule.refutes is not None and rule.refutes(cell) for rule in selected)
+
+    return benign
 
 
 def shipped_rule_files() -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -103,6 +103,9 @@ class CompiledRule:
     hidden: bool = False
     #: Literals one of which every matching raw line holds (``None``: not provable; see literals.py).
     literals: frozenset[str] | None = None
+    #: Whether one field holding this value, whichever field it is, rules the rule out (``None``: the
+    #: rule reads the raw line, so a value cannot tell).
+    refutes: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +168,56 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
         fields=tuple(rule.fields or ()),
         name=rule.name or str(rule.id),
         literals=None if gate is not None else required(tree, kind),
+        refutes=None if gate is not None else _refuter(tree),
     )
+
+
+def _refuter(tree: object) -> Callable[[str], bool] | None:
+    """For a rule whose every test reads a named field: a test of whether a value, put in any one of
+    those fields, makes one of the rule's top-level conjuncts that read only that field false.
+
+    If every occurrence of the rule's literals in a line lies in one field whose value is refuted, the
+    rule cannot match the line (a field test that needs a literal needs it in its own field).
+    """
+    names = _field_names(tree)
+    if names is None:
+        return None
+    conjuncts = list(_conjuncts(tree))
+    deciders = {name: tuple(_compile_node(c) for c in conjuncts if _field_names(c) == {name}) for name in names}
+    if not all(deciders.values()):
+        return None
+
+    def refutes(value: str) -> bool:
+        for name, tests in deciders.items():
+            record = Record(0, None, {name: value}, value)
+            if all(test(record) for test in tests):
+                return False
+        return True
+
+    return refutes
+
+
+def _conjuncts(node: object) -> Iterator[object]:
+    if isinstance(node, ConditionAND):
+        for arg in node.args:
+            yield from _conjuncts(arg)
+    else:
+        yield node
+
+
+def _field_names(node: object) -> set[str] | None:
+    """The fields a condition reads; ``None`` if it reads the raw line."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return {node.field}
+    if isinstance(node, (ConditionAND, ConditionOR, ConditionNOT)):
+        names: set[str] = set()
+        for arg in node.args:
+            found = _field_names(arg)
+            if found is None:
+                return None
+            names |= found
+        return names
+    return None
 
 
 def compile_correlation(rule: SigmaCorrelationRule, bases: dict[str, CompiledRule],
