@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-import yaml
+from exhunt import yamlio
 
 from .rules import RuleSet, compile_files
 
@@ -70,7 +70,7 @@ def pivot_rules(values: Sequence[tuple[str, str]]) -> RuleSet:
                 "level": "informational",
                 "stage": "probe",
             })
-    text = yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True)
+    text = yamlio.dump_all(documents, sort_keys=False, allow_unicode=True)
     return compile_files([(SOURCE, text)])
 
 

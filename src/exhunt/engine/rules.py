@@ -18,6 +18,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from exhunt import yamlio
 from exhunt.diagnostics import make
 from exhunt.engine.literals import CELL_KINDS
 from exhunt.engine.prefilter import Prefilter
@@ -139,7 +140,7 @@ def compile_files(files: Iterable[tuple[str, str]]) -> RuleSet:
     problems: list[Diagnostic] = []
     for path, text in files:
         try:
-            collection = SigmaCollection.from_yaml(text, collect_errors=True)
+            collection = SigmaCollection.from_dicts(yamlio.load_all(text), collect_errors=True)
         except (SigmaError, ValueError, yaml.YAMLError) as exc:
             problems.append(make("EXH-K001", str(exc), path))
             continue

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import yaml
-
+from exhunt import yamlio
 from exhunt.files.places import exchange_relative, windows, without_drive
 from exhunt.model import FindingStage, Level, RuleInfo
 
@@ -143,7 +142,7 @@ def _sources(found: tuple[Indicator, ...]) -> str:
 def load_iocs(path: str | Path | None = None) -> IocSet:
     """Load an indicator table (the shipped one by default); raises ``ValueError`` if it is malformed."""
     text = Path(path or SHIPPED_FILE).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = yamlio.load(text)
     if not isinstance(data, dict):
         raise ValueError("IOC file is not a mapping")
     hashes: dict[str, list[Indicator]] = {}
