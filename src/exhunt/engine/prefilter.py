@@ -34,10 +34,9 @@ _NOT_PLAIN = re.compile(rb'["\x00]')
 #: Cell verdicts kept per prefilter (bounded memory).
 _VERDICTS = 1 << 16
 #: Lines the reader always sees: directives, bare column-name lines and blank lines.
-#: As plain literals after a line end (much faster to scan for than anchored patterns); a
-#: window's first line is checked with ``_NOT_DATA``.
-_STRUCTURE = (b"\n#", b"\n\n", b"\n\r\n", *(b"\n%s%s%s," % (quote, name, end) for name in (b"DateTime", b"TimeStamp")
-                                             for quote in (b"", b'"') for end in (b"", b'"')))
+#: Plain literals after a line end (much faster to scan for than anchored patterns; they may select a
+#: few more lines, which the reader sees as data); a window's first line is checked with ``_NOT_DATA``.
+_STRUCTURE = (b"\n#", b"\n\n", b"\n\r\n", b"\nDateTime", b"\nTimeStamp", b'\n"')
 _BARE_HEADER = re.compile(r'^"?(DateTime|TimeStamp)"?,')
 #: The start of a line that is not the first data line: a directive, a bare column-name line or a blank line.
 _NOT_DATA = re.compile(rb'#|"?(?:DateTime|TimeStamp)"?,|\r?\n')
@@ -82,8 +81,7 @@ class Prefilter:
             expressions=expressions,
             ids=list(range(len(expressions))),
             elements=len(expressions),
-            flags=[hyperscan.HS_FLAG_CASELESS] * len(self.literals)
-            + [0] * len(_STRUCTURE),
+            flags=[hyperscan.HS_FLAG_CASELESS] * len(expressions),
         )
 
     def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
@@ -124,11 +122,11 @@ class Prefilter:
                 by_line.setdefault(window.rfind(b"\n", 0, max(hit[1] - 1, 0)) + 1, []).append(hit)
             line, previous = number + 1, 0
             for begin in sorted(by_line):
-                line += int(np.count_nonzero(newline[previous:begin]))
-                previous = begin
                 stop = window.find(b"\n", begin, size) + 1 or size
                 if self._benign is not None and self._ignorable(window, begin, stop, by_line[begin]):
                     continue
+                line += int(np.count_nonzero(newline[previous:begin]))
+                previous = begin
                 text = decode_line(window[begin:stop], diags, line)
                 header = _is_header(text)
                 if not text or header:
@@ -254,6 +252,8 @@ def part_of(stream: IO[bytes], start: int, end: int) -> Part:
             begin = block.rfind(b"\n", 0, max(to - 1, 0)) + 1
             stop = block.find(b"\n", begin)
             text = block[begin:None if stop < 0 else stop].decode("utf-8", "replace").rstrip("\r")
+            if text and not _is_header(text):
+                continue
             context.append((number + block.count(b"\n", 0, begin) + 1, text))
         number += block.count(b"\n")
     stream.seek(start)
@@ -295,7 +295,7 @@ def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[
 def _structure_db() -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     db.compile(expressions=[_escape_bytes(lit) for lit in _STRUCTURE], ids=list(range(len(_STRUCTURE))),
-               elements=len(_STRUCTURE), flags=[0] * len(_STRUCTURE))
+               elements=len(_STRUCTURE), flags=[hyperscan.HS_FLAG_CASELESS] * len(_STRUCTURE))
     return db
 
 
