@@ -244,3 +244,29 @@ def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: 
     off = scan([str(tmp_path / "HOST")], rule_dirs=[str(tmp_path / "rules")], pivot=False, prefilter=False)
     assert sorted(f.line - before - 1 for f in on.findings if f.rule.id == "OWA-AUTH-CONTAINS") == [2, 3]
     assert signature(on) == signature(off)
+
+
+@pytest.mark.parametrize("kind", ["httpproxy", "iis"])
+def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path: Path, kind: str) -> None:
+    """The rules a line can match, from the prefilter's hits, equal those found by searching the line."""
+    from exhunt.engine.prefilter import LineHits
+    from exhunt.sources import classify_path
+
+    generated = tmp_path / "generated.log"
+    if kind == "iis":
+        gen_logs.write_iis(generated, 2 << 20, seed=5)
+    else:
+        gen_logs.write_httpproxy(generated, 2 << 20, attack_every=40, seed=5)
+    examples = [p for p in EXAMPLES.rglob("*") if p.is_file() and classify_path(str(p).replace("/", "\\")) == kind]
+    rules = shipped_rules()
+    prefilter, select = rules.prefilter(kind), rules.selector(kind)
+    compared = 0
+    for path in [generated, *examples]:
+        found = LineHits()
+        with path.open("rb") as stream:
+            for number, text in prefilter.lines(stream, FileDiagnostics("x"), LineCounts(), found=found):
+                literals = found.take(number)
+                assert literals is not None
+                assert select.found(literals, text) == select(text.lower()), text
+                compared += bool(literals)
+    assert examples and compared > 100

@@ -27,8 +27,8 @@ from exhunt.case import Case, fingerprint, register
 from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.pivot import pivot_rules
 from exhunt.engine.pivot import rank as pivot_rank
-from exhunt.engine.prefilter import LineCounts, cut_points, part_of, top_of
-from exhunt.engine.rules import RuleSelector, RuleSet, load_rules
+from exhunt.engine.prefilter import LineCounts, LineHits, cut_points, part_of, top_of
+from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
@@ -457,23 +457,26 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     select = rules.selector(kind)
     wanted = options.prefilter and not source.binary and not source.keep_records
     prefilter = rules.prefilter(kind) if wanted else None
-    counts = LineCounts()
+    counts, found = LineCounts(), LineHits()
     try:
         with evidence.open() as stream:
             if source.binary:
                 records = source.reader(stream, file_diags, facts)
             elif prefilter is not None and span is not None:
                 part = part_of(stream, *span) if exact or span[0] == 0 else top_of(stream, *span)
-                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part)
+                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found)
                 records = source.reader(lines, file_diags, facts)
             else:
-                lines = prefilter.lines(stream, file_diags, counts) if prefilter else iter_lines(stream, file_diags)
+                lines = prefilter.lines(stream, file_diags, counts, found=found) if prefilter \
+                    else iter_lines(stream, file_diags)
                 records = source.reader(lines, file_diags, facts)
             for record in records:
                 if source.keep_records:
                     state.kept.append((record, evidence.path, evidence.mtime))
                 if options.in_window(record.time):
-                    _match(record, select, evidence, kind, state)
+                    literals = found.take(record.line) if prefilter is not None else None
+                    rules_here = select(record.raw.lower()) if literals is None else select.found(literals, record.raw)
+                    _match(record, rules_here, evidence, kind, state)
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
     except Exception as exc:  # a reader must never end the scan: report it and go on
@@ -499,8 +502,8 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     state.diagnostics.extend(problems)
 
 
-def _match(record: Record, select: RuleSelector, evidence: EvidenceFile, kind: str, state: _HostState) -> None:
-    for rule in select(record.raw.lower()):
+def _match(record: Record, rules: list[CompiledRule], evidence: EvidenceFile, kind: str, state: _HostState) -> None:
+    for rule in rules:
         if not rule.match(record):
             continue
         if rule.hidden:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -81,26 +82,29 @@ class Prefilter:
         )
 
     def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
-              part: Part | None = None) -> Iterator[tuple[int, str]]:
-        """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals.
+              part: Part | None = None, found: LineHits | None = None) -> Iterator[tuple[int, str]]:
+        """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals, ``found``
+        the literals found in each candidate line.
 
         With ``part``, ``stream`` is one line-aligned byte range of a larger file: the header
         lines before it come first (not counted), and line numbers continue from before it.
         """
+        found = found if found is not None else LineHits()
         if part is not None and part.start > 0:
             yield from part.context
-            yield from self._scan(stream.read(CHUNK), stream, diags, counts, part.lines_before, part_start=True)
+            yield from self._scan(stream.read(CHUNK), stream, diags, counts, found, part.lines_before, True)
             return
         head = stream.read(CHUNK)
         if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             counts.full = True  # not what Exchange writes: decode everything the slow way
+            found.unknown = True
             yield from iter_lines(_Prepended(head, stream), diags)
             return
         if head.startswith(codecs.BOM_UTF8):
             head = head[len(codecs.BOM_UTF8):]
-        yield from self._scan(head, stream, diags, counts)
+        yield from self._scan(head, stream, diags, counts, found)
 
-    def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
+    def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts, found: LineHits,
               lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
         number, yielded = lines_before, lines_before
         seen_data = lines_before > 0 or part_start
@@ -130,6 +134,7 @@ class Prefilter:
                 if header and seen_data:
                     counts.late_headers += 1
                 seen_data = seen_data or not (header or not text)
+                found.add(line, self._found(by_line[begin]))
                 yield line, text
                 yielded = line
             counts.physical += lines_here
@@ -139,8 +144,13 @@ class Prefilter:
             return
         if not last[1].endswith(b"\n"):
             diags.add("EXH-R006", "last line has no line terminator", last[0])
-        if last[0] > yielded:
+        if last[0] > yielded:  # not a candidate: it holds no literal
+            found.add(last[0], ())
             yield last[0], decode_line(last[1], diags, last[0])
+
+    def _found(self, hits: list[tuple[int, int]]) -> tuple[str, ...]:
+        literals = self.literals
+        return tuple(sorted({literals[ident] for ident, _ in hits if 0 <= ident < len(literals)}))
 
     def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]]) -> bool:
         """Whether every hit of the line ``window[begin:stop]`` is a literal in a benign cell."""
@@ -205,6 +215,27 @@ def _read_into(stream: IO[bytes], target: memoryview) -> int:
     block = stream.read(len(target))
     target[:len(block)] = block
     return len(block)
+
+
+class LineHits:
+    """The literals a prefilter found in each line it handed on, taken by the consumer in line order."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[int, tuple[str, ...]]] = deque()
+        #: Set when the file was read without the prefilter (nothing is known).
+        self.unknown = False
+
+    def add(self, line: int, literals: tuple[str, ...]) -> None:
+        self._queue.append((line, literals))
+
+    def take(self, line: int) -> tuple[str, ...] | None:
+        """The literals found in ``line`` (dropping those of earlier lines); ``None`` if not known."""
+        queue = self._queue
+        while queue and queue[0][0] < line:
+            queue.popleft()
+        if self.unknown or not queue or queue[0][0] != line:
+            return None
+        return queue.popleft()[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,10 +81,28 @@ class RuleSelector:
     def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
         self.rules = rules
         self.literals = tuple(sorted({lit for rule in rules for lit in rule.literals or ()}))
+        self._by_found: dict[tuple[str, ...], list[tuple[CompiledRule, tuple[str, ...]]]] = {}
 
     def __call__(self, lowered: str) -> list[CompiledRule]:
         present = {literal for literal in self.literals if literal in lowered}
         return [rule for rule in self.rules if rule.literals is None or not rule.literals.isdisjoint(present)]
+
+    def found(self, literals: tuple[str, ...], raw: str) -> list[CompiledRule]:
+        """The same, from the prefilter literals found in the line ``raw``: a rule one of whose literals
+        was found is taken as it is; one whose literals only hold a found one is checked on the line."""
+        entries = self._by_found.get(literals)
+        if entries is None:
+            entries = [(rule, () if rule.literals is None or not rule.literals.isdisjoint(literals)
+                        else tuple(own for own in rule.literals if any(lit in own for lit in literals)))
+                       for rule in self.rules]
+            entries = [(rule, needles) for rule, needles in entries
+                       if rule.literals is None or not rule.literals.isdisjoint(literals) or needles]
+            if len(self._by_found) < 4096:
+                self._by_found[literals] = entries
+        if all(not needles for _, needles in entries):
+            return [rule for rule, _ in entries]
+        lowered = raw.lower()
+        return [rule for rule, needles in entries if not needles or any(own in lowered for own in needles)]
 
 
 def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]:
