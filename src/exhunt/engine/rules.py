@@ -81,7 +81,7 @@ class RuleSelector:
     def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
         self.rules = rules
         self.literals = tuple(sorted({lit for rule in rules for lit in rule.literals or ()}))
-        self._by_found: dict[tuple[str, ...], list[tuple[CompiledRule, tuple[str, ...]]]] = {}
+        self._by_found: dict[tuple[str, ...], _Picks] = {}
 
     def __call__(self, lowered: str) -> list[CompiledRule]:
         present = {literal for literal in self.literals if literal in lowered}
@@ -90,19 +90,39 @@ class RuleSelector:
     def found(self, literals: tuple[str, ...], raw: str) -> list[CompiledRule]:
         """The same, from the prefilter literals found in the line ``raw``: a rule one of whose literals
         was found is taken as it is; one whose literals only hold a found one is checked on the line."""
-        entries = self._by_found.get(literals)
-        if entries is None:
-            entries = [(rule, () if rule.literals is None or not rule.literals.isdisjoint(literals)
-                        else tuple(own for own in rule.literals if any(lit in own for lit in literals)))
-                       for rule in self.rules]
-            entries = [(rule, needles) for rule, needles in entries
-                       if rule.literals is None or not rule.literals.isdisjoint(literals) or needles]
+        picks = self._by_found.get(literals)
+        if picks is None:
+            picks = _Picks.of(self.rules, literals)
             if len(self._by_found) < 4096:
-                self._by_found[literals] = entries
-        if all(not needles for _, needles in entries):
-            return [rule for rule, _ in entries]
+                self._by_found[literals] = picks
+        if not picks.needles:
+            return picks.sure
         lowered = raw.lower()
-        return [rule for rule, needles in entries if not needles or any(own in lowered for own in needles)]
+        present = [needle for needle in picks.needles if needle in lowered]
+        if not present:
+            return picks.sure
+        return [rule for rule, needles in picks.entries if not needles or any(n in present for n in needles)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Picks:
+    """The rules a set of found prefilter literals selects: ``sure`` ones, and ones that need one of their
+    longer literals (``needles``) on the line."""
+
+    entries: tuple[tuple[CompiledRule, tuple[str, ...]], ...]
+    sure: list[CompiledRule]
+    needles: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rules: tuple[CompiledRule, ...], literals: tuple[str, ...]) -> _Picks:
+        entries = []
+        for rule in rules:
+            if rule.literals is None or not rule.literals.isdisjoint(literals):
+                entries.append((rule, ()))
+            elif needles := tuple(own for own in rule.literals if any(lit in own for lit in literals)):
+                entries.append((rule, needles))
+        sure = [rule for rule, needles in entries if not needles]
+        return cls(tuple(entries), sure, tuple(sorted({n for _, needles in entries for n in needles})))
 
 
 def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]:
