@@ -25,8 +25,10 @@ import numpy as np
 from exhunt.diagnostics import FileDiagnostics
 from exhunt.readers.lines import MAX_LINE, decode_line, iter_lines
 
-#: Bytes read per scan call.
-CHUNK = 8 << 20
+#: Bytes read per scan call: small enough that the window stays in the core's cache for the literal
+#: scan and the newline count after the read (1 MiB: 0.36 s/GiB against 0.48 s with 8 MiB), and the
+#: longest line kept (``MAX_LINE``) fits.
+CHUNK = MAX_LINE
 _NEWLINE = ord("\n")
 #: Hit ids of a window's first line when it is a structure line, and of a file's first data line.
 _FIRST_LINE, _FIRST_DATA = -1, -2
