@@ -15,6 +15,7 @@ import itertools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import IO
@@ -92,26 +93,29 @@ class Prefilter:
         lines before it come first (not counted), and line numbers continue from before it.
         """
         found = found if found is not None else LineHits()
-        if part is not None and part.start > 0:
-            yield from part.context
-            yield from self._scan(stream.read(CHUNK), stream, diags, counts, found, part.lines_before, True)
-            return
-        head = stream.read(CHUNK)
-        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            counts.full = True  # not what Exchange writes: decode everything the slow way
-            found.unknown = True
-            yield from iter_lines(_Prepended(head, stream), diags)
-            return
-        if head.startswith(codecs.BOM_UTF8):
-            head = head[len(codecs.BOM_UTF8):]
-        yield from self._scan(head, stream, diags, counts, found)
+        with _buffer() as buffer:
+            filled = _read_into(stream, memoryview(buffer))
+            if part is not None and part.start > 0:
+                yield from part.context
+                yield from self._scan(buffer, filled, stream, diags, counts, found, part.lines_before, True)
+                return
+            if buffer[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                counts.full = True  # not what Exchange writes: decode everything the slow way
+                found.unknown = True
+                yield from iter_lines(_Prepended(bytes(buffer[:filled]), stream), diags)
+                return
+            if buffer.startswith(codecs.BOM_UTF8):
+                skip = len(codecs.BOM_UTF8)
+                buffer[:filled - skip] = buffer[skip:filled]
+                filled -= skip
+            yield from self._scan(buffer, filled, stream, diags, counts, found)
 
-    def _scan(self, head: bytes, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts, found: LineHits,
-              lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
+    def _scan(self, buffer: bytearray, filled: int, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
+              found: LineHits, lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
         number, yielded = lines_before, lines_before
         seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
-        for window, size, too_long in _windows(head, stream):
+        for window, size, too_long in _windows(buffer, filled, stream):
             if too_long:
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
             newline = np.frombuffer(window, np.uint8, size) == _NEWLINE
@@ -178,16 +182,31 @@ class Prefilter:
         return True
 
 
-def _windows(head: bytes, stream: IO[bytes]) -> Iterator[tuple[bytearray | bytes, int, bool]]:
-    """``(buffer, size, cut)``: ``buffer[:size]`` is a run of whole lines (the last may lack its end).
+@contextmanager
+def _buffer() -> Iterator[bytearray]:
+    """A ``CHUNK``-sized read buffer, reused across files (allocating 1 MiB per file costs more than
+    scanning a small file)."""
+    buffer = _FREE.pop() if _FREE else bytearray(CHUNK)
+    if len(buffer) != CHUNK:
+        buffer = bytearray(CHUNK)
+    try:
+        yield buffer
+    finally:
+        if len(_FREE) < 4:
+            _FREE.append(buffer)
 
-    One buffer is reused for the whole file, so a yielded buffer is only valid until the next one;
-    a line that does not fit is cut at ``MAX_LINE`` and comes alone, with ``cut`` set.
+
+_FREE: list[bytearray] = []
+
+
+def _windows(buffer: bytearray, filled: int, stream: IO[bytes]) -> Iterator[tuple[bytearray | bytes, int, bool]]:
+    """``(window, size, cut)``: ``window[:size]`` is a run of whole lines (the last may lack its end).
+
+    ``buffer`` holds ``filled`` bytes read so far and is reused for the whole file, so a yielded window
+    is only valid until the next one; a line that does not fit is cut at ``MAX_LINE`` and comes alone,
+    with ``cut`` set.
     """
-    buffer = bytearray(max(CHUNK, len(head)))
     view = memoryview(buffer)
-    filled = len(head)
-    buffer[:filled] = head
     while True:
         read = _read_into(stream, view[filled:]) if filled < len(buffer) else 0
         if read == 0 and filled < len(buffer):  # end of file: what is left is the last line
