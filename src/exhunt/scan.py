@@ -276,7 +276,9 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
     if options.jobs > 1 and len(pending) > 1:
         context = get_context("fork" if sys.platform == "linux" else "spawn")
         with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
-            for index, outcome in zip(pending, pool.map(work, [tasks[i] for i in pending], chunksize=1),
+            # many small files go to a worker in batches: one round trip per file costs more than its scan
+            batch = max(1, len(pending) // (options.jobs * 8))
+            for index, outcome in zip(pending, pool.map(work, [tasks[i] for i in pending], chunksize=batch),
                                       strict=True):
                 outcomes[index] = _stored(store, tasks[index], options, prints, outcome)
     else:
