@@ -169,3 +169,34 @@ def test_ecp_session_token_links_the_session(tmp_path: Path) -> None:
     assert ("PIVOT-CANARY", 5) in rules and ("PIVOT-CANARY", 7) in rules
     off = scan([host], pivot=False)
     assert not [f for f in off.findings if f.rule.id.startswith(PREFIX)]
+
+
+def test_a_value_ordinary_traffic_carries_lists_a_bounded_number_of_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent the attacker shares with ordinary clients stops being listed at the limit (EXH-P001), the same
+    lines with one job or several (files in batches, a file cut in parts); the attacker's address, a rarer value,
+    is still followed to the last file."""
+    import exhunt.scan
+
+    monkeypatch.setattr(exhunt.scan, "PIVOT_LISTED", 25)
+    common = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.13628; Pro)"
+    host = tmp_path / "EXCH01"
+    for hour in range(6):
+        rows = [{"DateTime": at(hour * 3600 + n), "UrlStem": "/mapi/emsmdb/", "Protocol": "Mapi",
+                 "ClientIpAddress": f"10.0.0.{n % 200 + 1}", "UserAgent": common} for n in range(400)]
+        if hour == 0:  # the attacker: a shell request with the same agent
+            rows.insert(7, {"DateTime": at(7), "UrlStem": "/owa/auth/shell.aspx", "Protocol": "Owa",
+                            "HttpStatus": "200", "ClientIpAddress": ATTACKER, "UserAgent": common})
+        if hour == 5:  # and an ordinary-looking request long after the agent stopped being listed
+            rows[300].update(ClientIpAddress=ATTACKER)
+        path = logfmt.write_httpproxy(host, rows)
+        path.rename(path.with_name(f"HttpProxy_2021030{hour + 1}00-1.LOG"))
+    monkeypatch.setattr(exhunt.scan, "SPLIT_BYTES", 64 << 10)  # every file is cut into parts with two jobs
+    one, two = scan([host], jobs=1), scan([host], jobs=2)
+    assert one.findings == two.findings
+    listed = [f for f in one.findings if f.rule.id.startswith(PREFIX)]
+    by_rule = {rule: sum(f.rule.id == rule for f in listed) for rule in {f.rule.id for f in listed}}
+    assert by_rule["PIVOT-UA-HP"] == 24  # 25 listed; the shell request's own line is a first-pass finding
+    assert [d.message.split(":")[0] for d in one.diagnostics if d.code == "EXH-P001"] == ["PIVOT-UA-HP"]
+    late = [f for f in listed if f.rule.id == "PIVOT-IP-HP"]
+    assert [(f.source.rsplit("\\", 1)[-1], f.line) for f in late] == [("HttpProxy_2021030600-1.LOG", 306)]

@@ -39,6 +39,8 @@ CODES: dict[str, tuple[str, str]] = {
     # file-tree scan
     "EXH-F001": ("info", "file larger than the content-scan limit: hashed in full, first N bytes scanned"),
     "EXH-F002": ("warning", "content scan timed out or failed; the file was hashed and checked against the IOCs only"),
+    # pivot pass
+    "EXH-P001": ("info", "a pivot value is so common on a host that only the first lines it links are listed"),
 }
 
 #: How many diagnostics of one code are listed per file before they are only counted.

@@ -8,12 +8,12 @@ import json
 import sys
 import zipfile
 import zlib
-from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import IO
@@ -190,6 +190,7 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
                                prints)
             for state, found, (host, _) in zip(states, extra, hosts, strict=True):
                 state.findings.extend(_context(found.findings, host.findings))
+                state.diagnostics.extend(_listing_limits(found))
             hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
             result = _result(hosts, collections, problems, rules, options, started, _pivot_rules(values))
         if store:
@@ -264,40 +265,77 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
     own start; the merge moves their line numbers into place. If a part holds header lines of
     its own (a mid-file ``#Fields`` change), the parts after it are read again exactly. With a
     case file, units finished by an earlier run are reused and new ones stored as they finish.
+    In the pivot pass each rule lists at most :data:`PIVOT_LISTED` lines per host, the first in
+    task and line order; a task is told how many each rule listed before it, so it can stop early.
     """
     prints = {} if prints is None else prints
     if store:
         _fingerprints(tasks, collections, store, prints)
-    outcomes: list[_HostState | None] = [
-        store.outcome(_key(task, options), prints[task.evidence.origin]) if store else None for task in tasks
-    ]
-    pending = [index for index, outcome in enumerate(outcomes) if outcome is None]
-    work = partial(_run_task, options=options)
-    if options.jobs > 1 and len(pending) > 1:
-        context = get_context("fork" if sys.platform == "linux" else "spawn")
-        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
-            # many small files go to a worker in batches: one round trip per file costs more than its scan
-            batch = max(1, len(pending) // (options.jobs * 8))
-            for index, outcome in zip(pending, pool.map(work, [tasks[i] for i in pending], chunksize=batch),
-                                      strict=True):
-                outcomes[index] = _stored(store, tasks[index], options, prints, outcome)
-    else:
-        for index in pending:
-            outcomes[index] = _stored(store, tasks[index], options, prints, work(tasks[index]))
+    stored = [store.outcome(_key(task, options), prints[task.evidence.origin]) if store else None for task in tasks]
     states = [_HostState() for _ in collections]
+    listed: list[Counter[str]] = [Counter() for _ in collections]
     offset, redo = 0, False
-    for number, (task, done) in enumerate(zip(tasks, outcomes, strict=True), 1):
-        outcome = done or _HostState()
+    for number, (index, outcome) in enumerate(_outcomes(tasks, stored, options, listed), 1):
+        task = tasks[index]
+        if stored[index] is None:
+            _stored(store, task, options, prints, outcome)
         if task.span is None or task.span[0] == 0:
             offset, redo = 0, False
         if redo:
-            outcome = work(replace(task, exact=True))
-        states[task.collection].merge(outcome.shift(offset) if task.span and not redo else outcome)
+            outcome = _run_task(replace(task, exact=True), options, listed[task.collection])
+        shifted = outcome.shift(offset) if task.span and not redo else outcome
+        if options.pivot_values:
+            shifted.findings = _admitted(shifted.findings, listed[task.collection])
+        states[task.collection].merge(shifted)
         offset += outcome.part_lines
         redo = redo or outcome.part_headers > 0
         if progress:
             progress(task.evidence.path, number, len(tasks))
     return states
+
+
+def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: ScanOptions,
+              listed: list[Counter[str]]) -> Iterator[tuple[int, _HostState]]:
+    """``(task index, outcome)`` in task order: stored ones, or run here or in worker processes (small
+    files in batches: one round trip per file costs more than its scan; a few batches ahead at a time,
+    so each starts with the pivot listings merged so far)."""
+    pending = [index for index, outcome in enumerate(stored) if outcome is None]
+    if options.jobs == 1 or len(pending) < 2:
+        for index, task in enumerate(tasks):
+            yield index, stored[index] or _run_task(task, options, listed[task.collection])
+        return
+    size = max(1, len(pending) // (options.jobs * 32))
+    batches = deque(pending[start:start + size] for start in range(0, len(pending), size))
+    running: deque[tuple[list[int], Future[list[_HostState]]]] = deque()
+    ready: dict[int, _HostState] = {}
+    context = get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+        for index, done in enumerate(stored):
+            if done is not None:
+                yield index, done
+                continue
+            while batches and len(running) <= options.jobs:
+                group = batches.popleft()
+                running.append((group, pool.submit(_run_batch, [tasks[i] for i in group], options,
+                                                   [listed[tasks[i].collection] for i in group])))
+            while index not in ready:
+                group, future = running.popleft()
+                ready.update(zip(group, future.result(), strict=True))
+            yield index, ready.pop(index)
+
+
+def _run_batch(tasks: list[_Task], options: ScanOptions, listed: list[Counter[str]]) -> list[_HostState]:
+    return [_run_task(task, options, before) for task, before in zip(tasks, listed, strict=True)]
+
+
+def _admitted(findings: list[Finding], listed: Counter[str]) -> list[Finding]:
+    """The pivot-pass findings still listed after those of earlier tasks (``listed`` is updated)."""
+    kept = []
+    for finding in findings:
+        if listed[finding.rule.id] < PIVOT_LISTED:
+            listed[finding.rule.id] += 1
+            kept.append(finding)
+    return kept
 
 
 def _key(task: _Task, options: ScanOptions) -> str:
@@ -343,8 +381,9 @@ def _pivot_rules(values: tuple[tuple[str, str], ...]) -> RuleSet:
     return pivot_rules(values)
 
 
-def _run_task(task: _Task, options: ScanOptions) -> _HostState:
-    """Classify and read one file or part (also the entry point of worker processes)."""
+def _run_task(task: _Task, options: ScanOptions, listed: Counter[str] | None = None) -> _HostState:
+    """Classify and read one file or part (also the entry point of worker processes); ``listed``: in the
+    pivot pass, the lines each rule listed in earlier tasks of the host."""
     state = _HostState()
     if task.span is None or task.span[0] == 0:
         kind = _classify(task.evidence, task.layout, state)
@@ -352,8 +391,21 @@ def _run_task(task: _Task, options: ScanOptions) -> _HostState:
         kind = classify_path(task.evidence.path)
     rules = _pivot_rules(options.pivot_values) if options.pivot_values else _rules(options.rule_dirs)
     if kind is not None and (not options.pivot_values or kind in rules.kinds):
-        _read_file(task.evidence, kind, rules, options, state, task.span, task.exact)
+        _read_file(task.evidence, kind, rules, options, state, task.span, task.exact, listed)
     return state
+
+
+#: Most pivot-pass findings of one generated rule listed per host: a value that links more lines than
+#: this is ordinary traffic (a proxy's address, a common client) rather than one actor's; the rest of the
+#: lines are neither parsed nor kept (EXH-P001), which bounds the pass's time and memory.
+PIVOT_LISTED = 5000
+
+
+def _listing_limits(state: _HostState) -> list[Diagnostic]:
+    counts = Counter(f.rule.id for f in state.findings)
+    return [diag.make("EXH-P001", f"{rule}: {PIVOT_LISTED:,} lines hold the values it follows; later ones are not "
+                                  "listed (values this common are ordinary traffic rather than one actor's)")
+            for rule, count in sorted(counts.items()) if count >= PIVOT_LISTED]
 
 
 def _context(found: list[Finding], first_pass: Sequence[Finding]) -> list[Finding]:
@@ -451,8 +503,8 @@ def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | N
     return kind
 
 
-def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions,
-               state: _HostState, span: tuple[int, int] | None = None, exact: bool = False) -> None:
+def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions, state: _HostState,
+               span: tuple[int, int] | None = None, exact: bool = False, before: Counter[str] | None = None) -> None:
     source = KINDS[kind]
     file_diags = diag.FileDiagnostics(evidence.path)
     facts = FileFacts()
@@ -460,16 +512,22 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     wanted = options.prefilter and not source.binary and not source.keep_records
     prefilter = rules.prefilter(kind) if wanted else None
     counts, found = LineCounts(), LineHits()
+    listed: Counter[str] | None = Counter(before) if options.pivot_values else None
+
+    def unlisted(literals: tuple[str, ...]) -> bool:  # a rule these literals select may still list a line
+        return any(listed[rule.info.id] < PIVOT_LISTED for rule in select.possible(literals))  # type: ignore[index]
+
+    more = unlisted if listed is not None else None
     try:
         with evidence.open() as stream:
             if source.binary:
                 records = source.reader(stream, file_diags, facts)
             elif prefilter is not None and span is not None:
                 part = part_of(stream, *span) if exact or span[0] == 0 else top_of(stream, *span)
-                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found)
+                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found, more)
                 records = source.reader(lines, file_diags, facts)
             else:
-                lines = prefilter.lines(stream, file_diags, counts, found=found) if prefilter \
+                lines = prefilter.lines(stream, file_diags, counts, found=found, wanted=more) if prefilter \
                     else iter_lines(stream, file_diags)
                 records = source.reader(lines, file_diags, facts)
             for record in records:
@@ -478,7 +536,12 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
                 if options.in_window(record.time):
                     literals = found.take(record.line) if prefilter is not None else None
                     rules_here = select(record.raw.lower()) if literals is None else select.found(literals, record.raw)
-                    _match(record, rules_here, evidence, kind, state)
+                    if listed is None:
+                        _match(record, rules_here, evidence, kind, state)
+                        continue
+                    before = len(state.findings)
+                    _match(record, [r for r in rules_here if listed[r.info.id] < PIVOT_LISTED], evidence, kind, state)
+                    listed.update(f.rule.id for f in state.findings[before:])
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
     except Exception as exc:  # a reader must never end the scan: report it and go on

@@ -84,10 +84,12 @@ class Prefilter:
             flags=[hyperscan.HS_FLAG_CASELESS] * len(expressions) + [0],
         )
 
-    def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
-              part: Part | None = None, found: LineHits | None = None) -> Iterator[tuple[int, str]]:
+    def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts, part: Part | None = None,
+              found: LineHits | None = None, wanted: Callable[[tuple[str, ...]], bool] | None = None,
+              ) -> Iterator[tuple[int, str]]:
         """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals, ``found``
-        the literals found in each candidate line.
+        the literals found in each candidate line; with ``wanted``, a line whose literals it refuses
+        (asked when the line comes) is not handed on.
 
         With ``part``, ``stream`` is one line-aligned byte range of a larger file: the header
         lines before it come first (not counted), and line numbers continue from before it.
@@ -97,7 +99,7 @@ class Prefilter:
             filled = _read_into(stream, memoryview(buffer))
             if part is not None and part.start > 0:
                 yield from part.context
-                yield from self._scan(buffer, filled, stream, diags, counts, found, part.lines_before, True)
+                yield from self._scan(buffer, filled, stream, diags, counts, found, wanted, part.lines_before, True)
                 return
             if buffer[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
                 counts.full = True  # not what Exchange writes: decode everything the slow way
@@ -108,13 +110,15 @@ class Prefilter:
                 skip = len(codecs.BOM_UTF8)
                 buffer[:filled - skip] = buffer[skip:filled]
                 filled -= skip
-            yield from self._scan(buffer, filled, stream, diags, counts, found)
+            yield from self._scan(buffer, filled, stream, diags, counts, found, wanted)
 
     def _scan(self, buffer: bytearray, filled: int, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
-              found: LineHits, lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
+              found: LineHits, wanted: Callable[[tuple[str, ...]], bool] | None, lines_before: int = 0,
+              part_start: bool = False) -> Iterator[tuple[int, str]]:
         number, yielded = lines_before, lines_before
         seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
+        dead: set[int] = set()  # literals ``wanted`` refused: it never takes a refusal back
         for window, size, too_long in _windows(buffer, filled, stream):
             if too_long:
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
@@ -128,8 +132,15 @@ class Prefilter:
                 by_line.setdefault(window.rfind(b"\n", 0, max(hit[1] - 1, 0)) + 1, []).append(hit)
             line, previous = number + 1, 0
             for begin in sorted(by_line):
+                here = by_line[begin]
+                if dead and not (here := [hit for hit in here if hit[0] not in dead]):
+                    continue
                 stop = window.find(b"\n", begin, size) + 1 or size
-                if self._benign is not None and self._ignorable(window, begin, stop, by_line[begin]):
+                if self._benign is not None and self._ignorable(window, begin, stop, here):
+                    continue
+                literals = self._found(here)
+                if wanted is not None and literals and not wanted(literals):
+                    dead.update(ident for ident, _ in here if 0 <= ident < len(self.literals))
                     continue
                 line += int(np.count_nonzero(newline[previous:begin]))
                 previous = begin
@@ -140,7 +151,7 @@ class Prefilter:
                 if header and seen_data:
                     counts.late_headers += 1
                 seen_data = seen_data or not (header or not text)
-                found.add(line, self._found(by_line[begin]))
+                found.add(line, literals)
                 yield line, text
                 yielded = line
             counts.physical += lines_here
@@ -150,7 +161,7 @@ class Prefilter:
             return
         if not last[1].endswith(b"\n"):
             diags.add("EXH-R006", "last line has no line terminator", last[0])
-        if last[0] > yielded:  # not a candidate: it holds no literal
+        if last[0] > yielded:  # not a candidate, or one no rule can take
             found.add(last[0], ())
             yield last[0], decode_line(last[1], diags, last[0])
 

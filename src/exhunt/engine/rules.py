@@ -90,11 +90,7 @@ class RuleSelector:
     def found(self, literals: tuple[str, ...], raw: str) -> list[CompiledRule]:
         """The same, from the prefilter literals found in the line ``raw``: a rule one of whose literals
         was found is taken as it is; one whose literals only hold a found one is checked on the line."""
-        picks = self._by_found.get(literals)
-        if picks is None:
-            picks = _Picks.of(self.rules, literals)
-            if len(self._by_found) < 4096:
-                self._by_found[literals] = picks
+        picks = self._picks(literals)
         if not picks.needles:
             return picks.sure
         lowered = raw.lower()
@@ -102,6 +98,19 @@ class RuleSelector:
         if not present:
             return picks.sure
         return [rule for rule, needles in picks.entries if not needles or any(n in present for n in needles)]
+
+
+    def possible(self, literals: tuple[str, ...]) -> list[CompiledRule]:
+        """Every rule :meth:`found` may pick for a line holding these prefilter literals."""
+        return [rule for rule, _ in self._picks(literals).entries]
+
+    def _picks(self, literals: tuple[str, ...]) -> _Picks:
+        picks = self._by_found.get(literals)
+        if picks is None:
+            picks = _Picks.of(self.rules, literals)
+            if len(self._by_found) < 4096:
+                self._by_found[literals] = picks
+        return picks
 
 
 @dataclass(frozen=True, slots=True)
