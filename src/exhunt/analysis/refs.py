@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from exhunt.files.iocs import shipped
 from exhunt.model import Finding, Level, utc_iso
@@ -66,8 +67,10 @@ class EvidenceRef:
                 "time": utc_iso(self.time)}
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The first address in ``text`` (proxy hop lists, ``[v6]``, IPv4-mapped IPv6), or ``None``."""
+    """The first address in ``text`` (proxy hop lists, ``[v6]``, IPv4-mapped IPv6), or ``None`` (cached: the
+    same few addresses recur on thousands of findings)."""
     if not text:
         return None
     for token in text.replace("->", " ").replace(",", " ").split():
