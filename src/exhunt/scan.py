@@ -316,8 +316,9 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
                 continue
             while batches and len(running) <= options.jobs:
                 group = batches.popleft()
+                # copies: the counters go on growing here while the submission waits to be pickled
                 running.append((group, pool.submit(_run_batch, [tasks[i] for i in group], options,
-                                                   [listed[tasks[i].collection] for i in group])))
+                                                   [Counter(listed[tasks[i].collection]) for i in group])))
             while index not in ready:
                 group, future = running.popleft()
                 ready.update(zip(group, future.result(), strict=True))
@@ -539,9 +540,9 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
                     if listed is None:
                         _match(record, rules_here, evidence, kind, state)
                         continue
-                    before = len(state.findings)
+                    known = len(state.findings)
                     _match(record, [r for r in rules_here if listed[r.info.id] < PIVOT_LISTED], evidence, kind, state)
-                    listed.update(f.rule.id for f in state.findings[before:])
+                    listed.update(f.rule.id for f in state.findings[known:])
     except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         file_diags.add("EXH-R001", f"read failed after {facts.records} records: {exc}")
     except Exception as exc:  # a reader must never end the scan: report it and go on

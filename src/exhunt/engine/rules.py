@@ -99,7 +99,6 @@ class RuleSelector:
             return picks.sure
         return [rule for rule, needles in picks.entries if not needles or any(n in present for n in needles)]
 
-
     def possible(self, literals: tuple[str, ...]) -> list[CompiledRule]:
         """Every rule :meth:`found` may pick for a line holding these prefilter literals."""
         return [rule for rule, _ in self._picks(literals).entries]
