@@ -79,14 +79,21 @@ class Prefilter:
         self._benign = benign
         self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
         self._verdicts: dict[tuple[int, bytes], bool] = {}
-        expressions = [_escape(lit) for lit in self.literals]
-        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(
-            expressions=[*expressions, _STRUCTURE],
-            ids=list(range(len(expressions) + 1)),
-            elements=len(expressions) + 1,
-            flags=[hyperscan.HS_FLAG_CASELESS] * len(expressions) + [0],
-        )
+        self._dbs: dict[frozenset[int], hyperscan.Database] = {}
+        self._db()  # compiled now: forked workers inherit it
+
+    def _db(self, dead: frozenset[int] = frozenset()) -> hyperscan.Database:
+        """The literals but ``dead`` ones (by index, ids kept) and the structure pattern, compiled once."""
+        db = self._dbs.get(dead)
+        if db is None:
+            live = [index for index in range(len(self.literals)) if index not in dead]
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(expressions=[*(_escape(self.literals[i]) for i in live), _STRUCTURE],
+                       ids=[*live, len(self.literals)], elements=len(live) + 1,
+                       flags=[hyperscan.HS_FLAG_CASELESS] * len(live) + [0])
+            if len(self._dbs) < 16:
+                self._dbs[dead] = db
+        return db
 
     def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts, part: Part | None = None,
               found: LineHits | None = None, wanted: Callable[[tuple[str, ...]], bool] | None = None,
@@ -123,12 +130,13 @@ class Prefilter:
         seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
         dead: set[int] = set()  # literals ``wanted`` refused: it never takes a refusal back
+        db = self._db()
         for window, size, too_long in _windows(buffer, filled, stream):
             if too_long:
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
             newline = np.frombuffer(window, np.uint8, size) == _NEWLINE
             lines_here = int(np.count_nonzero(newline)) + (0 if window[size - 1] == _NEWLINE else 1)
-            hits = _hits(self._db, window, size)
+            hits = _hits(db, window, size)
             if number == 0:
                 hits.append((_FIRST_DATA, _first_data_line_end(window, size)))
             by_line: dict[int, list[tuple[int, int]]] = {}
@@ -145,6 +153,7 @@ class Prefilter:
                 literals = self._found(here)
                 if wanted is not None and literals and not wanted(literals):
                     dead.update(ident for ident, _ in here if 0 <= ident < len(self.literals))
+                    db = self._db(frozenset(dead))  # the next windows are not searched for them
                     continue
                 line += int(np.count_nonzero(newline[previous:begin]))
                 previous = begin
