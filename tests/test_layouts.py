@@ -431,3 +431,32 @@ def test_output_is_deterministic_and_in_the_order_given(tmp_path: Path) -> None:
     assert [c.label for c in first[0]] == ["b-kape", "a-vr"]
     assert discover([kape, vr]) == first
     assert os.fspath(kape) == first[0][0].root
+
+
+def test_members_of_one_zip_share_one_open_archive_until_it_changes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from exhunt.layouts.evidence import EvidenceFile
+
+    path = tmp_path / "c.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.log", "one")
+        archive.writestr("b.log", "two")
+    opened: list[str] = []
+    real = zipfile.ZipFile
+
+    def counting(file: str, *args: object, **kwargs: object) -> zipfile.ZipFile:
+        opened.append(str(file))
+        return real(file, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile, "ZipFile", counting)
+    members = [EvidenceFile(name, str(path), name, 3) for name in ("a.log", "b.log")]
+    for _ in range(3):
+        for member, text in zip(members, (b"one", b"two"), strict=True):
+            with member.open() as stream:
+                assert stream.read() == text
+    assert opened == [str(path)]  # the central directory is read once, not once per member
+    with real(path, "w") as archive:  # the collection is replaced on disk
+        archive.writestr("a.log", "three")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with members[0].open() as stream:
+        assert stream.read() == b"three"
