@@ -535,8 +535,7 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
                 if source.keep_records:
                     state.kept.append((record, evidence.path, evidence.mtime))
                 if options.in_window(record.time):
-                    literals = found.take(record.line) if prefilter is not None else None
-                    rules_here = select(record.raw.lower()) if literals is None else select.found(literals, record.raw)
+                    rules_here = select.pick(record, found.take(record.line) if prefilter is not None else None)
                     if listed is None:
                         _match(record, rules_here, evidence, kind, state)
                         continue

@@ -26,10 +26,11 @@ from exhunt.engine.sigma import (
     CompiledCorrelation,
     CompiledRule,
     UnsupportedRule,
+    admits,
     compile_correlation,
     compile_rule,
 )
-from exhunt.model import Diagnostic, RuleInfo
+from exhunt.model import Diagnostic, Record, RuleInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,27 @@ class RuleSelector:
         self.rules = rules
         self.literals = tuple(sorted({lit for rule in rules for lit in rule.literals or ()}))
         self._by_found: dict[tuple[str, ...], _Picks] = {}
+        self._gated = bool(rules) and all(rule.channels is not None for rule in rules)
+        self._by_event: dict[tuple[str, str], list[CompiledRule]] = {}
+
+    def pick(self, record: Record, literals: tuple[str, ...] | None) -> list[CompiledRule]:
+        """The rules worth evaluating on ``record``: for event logs those whose channel and event ID it has,
+        else those whose literals the prefilter found in it (``literals``) or, unknown, the line holds."""
+        if self._gated:
+            return self.event(record.fields.get("Channel", ""), record.fields.get("EventID", ""))
+        if literals is not None:
+            return self.found(literals, record.raw)
+        return self(record.raw.lower())
+
+    def event(self, channel: str, event_id: str) -> list[CompiledRule]:
+        """The event-log rules that admit an event of ``channel`` with ``event_id`` (cached)."""
+        key = (channel, event_id)
+        rules = self._by_event.get(key)
+        if rules is None:
+            rules = [rule for rule in self.rules if admits(rule.channels or {}, channel, event_id)]
+            if len(self._by_event) < 4096:
+                self._by_event[key] = rules
+        return rules
 
     def __call__(self, lowered: str) -> list[CompiledRule]:
         present = {literal for literal in self.literals if literal in lowered}

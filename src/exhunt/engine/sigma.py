@@ -72,19 +72,23 @@ def source_kind(logsource: SigmaLogSource) -> str | None:
     return None
 
 
-def _logsource_gate(logsource: SigmaLogSource) -> Predicate | None:
-    """For event-log rules: the channel and event-ID test the logsource implies."""
+#: Event-log channels a rule reads, each with its event IDs (``None``: any).
+Channels = dict[str, frozenset[int] | None]
+
+
+def admits(channels: Channels, channel: str, event_id: str) -> bool:
+    """Whether an event of ``channel`` with ``event_id`` is one that a rule reading ``channels`` may match."""
+    ids = channels.get(channel, False)
+    if ids is False:
+        return False
+    return ids is None or _int(event_id) in ids
+
+
+def _channels(logsource: SigmaLogSource) -> Channels | None:
+    """For event-log rules: the channels and event IDs the logsource implies."""
     if logsource.product != "windows":
         return None
-    channels = windows_channels(logsource.service, logsource.category) or {}
-
-    def gate(record: Record) -> bool:
-        ids = channels.get(record.fields.get("Channel", ""), False)
-        if ids is False:
-            return False
-        return ids is None or _int(record.fields.get("EventID", "")) in ids
-
-    return gate
+    return windows_channels(logsource.service, logsource.category) or {}
 
 
 def _int(text: str) -> int | None:
@@ -106,6 +110,8 @@ class CompiledRule:
     #: Whether one field holding this value, whichever field it is, rules the rule out (``None``: the
     #: rule reads the raw line, so a value cannot tell).
     refutes: Callable[[str], bool] | None = None
+    #: For event-log rules: the events the logsource admits (tested first by ``match`` too).
+    channels: Channels | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,18 +163,20 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
         raise UnsupportedRule("rules with several conditions are not supported")
     tree = conditions[0].parse()
     predicate = _compile_node(tree)
-    gate = _logsource_gate(rule.logsource)
-    if gate is not None:
+    channels = _channels(rule.logsource)
+    if channels is not None:
         detection = predicate
-        predicate = lambda record: gate(record) and detection(record)  # noqa: E731
+        predicate = lambda record: (admits(channels, record.fields.get("Channel", ""),  # noqa: E731
+                                           record.fields.get("EventID", "")) and detection(record))
     return CompiledRule(
         info=rule_info(rule, path),
         kind=kind,
         match=predicate,
         fields=tuple(rule.fields or ()),
         name=rule.name or str(rule.id),
-        literals=None if gate is not None else required(tree, kind),
-        refutes=None if gate is not None else _refuter(tree),
+        literals=None if channels is not None else required(tree, kind),
+        refutes=None if channels is not None else _refuter(tree),
+        channels=channels,
     )
 
 
