@@ -129,3 +129,19 @@ def test_strict_mode_stops_at_the_first_problem(samples: Path) -> None:
     bad = str(samples / "evtx" / "parser_edge")
     assert main(["scan", bad, "-q"]) == 0  # lenient: diagnostics, and the scan goes on
     assert main(["scan", bad, "-q", "--strict"]) == 2
+
+
+def test_rules_picked_by_channel_and_event_id_include_every_matching_rule(samples: Path) -> None:
+    from exhunt.engine.rules import shipped_rules
+
+    rules = shipped_rules()
+    select, every = rules.selector("evtx"), rules.for_kind("evtx")
+    matched = 0
+    for path in sorted(samples.rglob("*.evtx")):
+        with path.open("rb") as stream:
+            for record in evtx.read(stream, FileDiagnostics(path.name), FileFacts()):
+                picked = select.pick(record, None)
+                assert {r.name for r in every if r.match(record)} <= {r.name for r in picked}
+                assert len(picked) < len(every)
+                matched += any(r.match(record) for r in picked)
+    assert matched > 10
