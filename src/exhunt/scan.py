@@ -154,8 +154,8 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
 
     Bad evidence becomes diagnostics and the scan goes on; with ``strict`` the first error or
     warning about the evidence raises :class:`StrictStop`. ``prefilter`` (on by default) parses
-    only the lines that hold a rule's literal, and ``jobs`` worker processes read files and
-    parts of large files in parallel; neither changes the result. ``baseline`` (known-good
+    only the lines that hold a rule's literal, and ``jobs`` processes (this one and ``jobs - 1``
+    workers) read files and parts of large files in parallel; neither changes the result. ``baseline`` (known-good
     hashes, :mod:`exhunt.files.baseline`) limits the file-tree scan of Exchange web folders to
     deviations. With ``pivot`` (on by default) a second pass looks for the request ids, ECP
     sessions, shell names, addresses and user agents of the findings in every host's IIS and
@@ -259,7 +259,7 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
 def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: ScanOptions,
                progress: Progress | None, store: Case | None = None,
                prints: dict[str, str] | None = None) -> list[_HostState]:
-    """Run every task, in worker processes when ``jobs`` > 1, and merge in task order.
+    """Run every task, also in ``jobs - 1`` worker processes when ``jobs`` > 1, and merge in task order.
 
     Parts of a split file are read assuming the file's top header block and numbered from their
     own start; the merge moves their line numbers into place. If a part holds header lines of
@@ -296,9 +296,9 @@ def _run_tasks(tasks: list[_Task], collections: Sequence[Collection], options: S
 
 def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: ScanOptions,
               listed: list[Counter[str]]) -> Iterator[tuple[int, _HostState]]:
-    """``(task index, outcome)`` in task order: stored ones, or run here or in worker processes (small
-    files in batches: one round trip per file costs more than its scan; a few batches ahead at a time,
-    so each starts with the pivot listings merged so far)."""
+    """``(task index, outcome)`` in task order: stored ones, or run by ``jobs - 1`` worker processes and by
+    this one while it waits (small files in batches: one round trip per file costs more than its scan; a
+    few batches ahead at a time, so each starts with the pivot listings merged so far)."""
     pending = [index for index, outcome in enumerate(stored) if outcome is None]
     if options.jobs == 1 or len(pending) < 2:
         for index, task in enumerate(tasks):
@@ -308,20 +308,30 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
     batches = deque(pending[start:start + size] for start in range(0, len(pending), size))
     running: deque[tuple[list[int], Future[list[_HostState]]]] = deque()
     ready: dict[int, _HostState] = {}
+
+    def run(group: list[int], submit: Callable[..., Future[list[_HostState]]] | None = None) -> None:
+        # copies: the counters go on growing here while a submission waits to be pickled
+        work = ([tasks[i] for i in group], options, [Counter(listed[tasks[i].collection]) for i in group])
+        if submit is None:
+            ready.update(zip(group, _run_batch(*work), strict=True))
+        else:
+            running.append((group, submit(_run_batch, *work)))
+
+    workers = options.jobs - 1
     context = get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for index, done in enumerate(stored):
             if done is not None:
                 yield index, done
                 continue
-            while batches and len(running) <= options.jobs:
-                group = batches.popleft()
-                # copies: the counters go on growing here while the submission waits to be pickled
-                running.append((group, pool.submit(_run_batch, [tasks[i] for i in group], options,
-                                                   [Counter(listed[tasks[i].collection]) for i in group])))
             while index not in ready:
-                group, future = running.popleft()
-                ready.update(zip(group, future.result(), strict=True))
+                while batches and len(running) < workers:
+                    run(batches.popleft(), pool.submit)
+                if batches and not running[0][1].done():
+                    run(batches.popleft())  # this process takes the next batch instead of waiting
+                else:
+                    group, future = running.popleft()
+                    ready.update(zip(group, future.result(), strict=True))
             yield index, ready.pop(index)
 
 
