@@ -25,7 +25,7 @@ from exhunt.sources import HTTPPROXY_FIELDS
 START = datetime(2021, 3, 1, tzinfo=UTC)
 USERS = [f"user{n:03d}" for n in range(300)]
 UAS = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML  like Gecko) Chrome/88.0.4324.190 "
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/88.0.4324.190 "
     "Safari/537.36",
     "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.13628; Pro)",
     "Apple-iPhone12C1/1805.103",

@@ -72,13 +72,16 @@ def _shortest(literals: Iterable[str]) -> tuple[str, ...]:
 class Prefilter:
     """A compiled literal set; :meth:`lines` yields the candidate lines of one file."""
 
-    def __init__(self, literals: Iterable[str], benign: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(self, literals: Iterable[str], benign: Callable[[str, str], bool] | None = None,
+                 cells: Callable[[str], list[str]] | None = None) -> None:
         """``benign(literal, cell)``, for comma-separated logs: whether a hit of ``literal`` inside the
-        field value ``cell`` of a quote-free line selects no rule (such lines are then not candidates)."""
+        field value ``cell`` selects no rule (a line whose every hit is benign is then not a candidate);
+        ``cells`` splits a line that holds quotes into its values as the reader does."""
         self.literals = _shortest(literals)
         self._benign = benign
+        self._cells = cells
         self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
-        self._verdicts: dict[tuple[int, bytes], bool] = {}
+        self._verdicts: dict[tuple[int, str], bool] = {}
         self._dbs: dict[frozenset[int], hyperscan.Database] = {}
         self._db()  # compiled now: forked workers inherit it
 
@@ -184,26 +187,41 @@ class Prefilter:
 
     def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]]) -> bool:
         """Whether every hit of the line ``window[begin:stop]`` is a literal in a benign cell."""
-        if window.find(b'"', begin, stop) >= 0 or window.find(b"\x00", begin, stop) >= 0:
-            return False  # the line may not split into cells at its commas
+        if any(not 0 <= ident < len(self.literals) for ident, _ in hits):
+            return False  # a structure line or the first data line
+        end = stop
+        while end > begin and window[end - 1] in b"\r\n":
+            end -= 1
+        if any(window.find(byte, begin, end) >= 0 for byte in (b'"', b"\x00", b"\r")):
+            # quoted cells may hold commas (and CSV rejects a NUL or a bare CR): split as the reader does
+            return self._cells is not None and self._ignorable_cells(window[begin:end].decode("utf-8", "replace"),
+                                                                     hits)
         for ident, to in hits:
-            if not 0 <= ident < len(self.literals):
-                return False  # a structure line or the first data line
             left = window.rfind(b",", begin, to - self._lengths[ident]) + 1 or begin
-            right = window.find(b",", to, stop)
-            if right < 0:
-                right = stop
-                while right > left and window[right - 1] in b"\r\n":
-                    right -= 1
-            key = (ident, bytes(window[left:right]))
-            verdict = self._verdicts.get(key)
-            if verdict is None:
-                verdict = self._benign(self.literals[ident], key[1].decode("utf-8", "replace"))  # type: ignore[misc]
-                if len(self._verdicts) < _VERDICTS:
-                    self._verdicts[key] = verdict
-            if not verdict:
+            right = window.find(b",", to, end)
+            if not self._verdict(ident, window[left:end if right < 0 else right].decode("utf-8", "replace")):
                 return False
         return True
+
+    def _ignorable_cells(self, text: str, hits: list[tuple[int, int]]) -> bool:
+        """The same for a line that does not split at its commas: every cell holding a hit literal must be benign."""
+        cells = self._cells(text)  # type: ignore[misc]
+        for ident in {ident for ident, _ in hits}:
+            literal = self.literals[ident]
+            if not literal.isascii():
+                return False  # Hyperscan folds ASCII case only: lowered cells may not show the hit
+            if not all(self._verdict(ident, cell) for cell in cells if literal in cell.lower()):
+                return False
+        return True
+
+    def _verdict(self, ident: int, cell: str) -> bool:
+        key = (ident, cell)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._benign(self.literals[ident], cell)  # type: ignore[misc]
+            if len(self._verdicts) < _VERDICTS:
+                self._verdicts[key] = verdict
+        return verdict
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from exhunt.engine.sigma import (
     compile_rule,
 )
 from exhunt.model import Diagnostic, Record, RuleInfo
+from exhunt.readers.exchange_csv import split_cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,8 @@ class RuleSet:
             rules = self.for_kind(kind)
             literal_sets = [rule.literals for rule in rules]
             provable = all(lits is not None for lits in literal_sets)
-            benign = _benign_cells(rules) if kind in CELL_KINDS else None
-            self._prefilters[kind] = Prefilter(frozenset().union(*literal_sets), benign) if provable else None
+            cells = (_benign_cells(rules), split_cells) if kind in CELL_KINDS else (None, None)
+            self._prefilters[kind] = Prefilter(frozenset().union(*literal_sets), *cells) if provable else None
         return self._prefilters[kind]
 
     @property

@@ -42,13 +42,13 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts,
         if text.startswith("#"):
             name, value = directive(text)
             if name == "fields":
-                fields = tuple(_split(value))
+                fields = tuple(split_cells(value))
             elif name == "log-type":
                 facts.log_type = value
             elif name == "version":
                 version = value
             continue
-        cells = _split(text)
+        cells = split_cells(text)
         if cells and cells[0] in _TIME_COLUMNS:
             fields = tuple(cells)
             continue
@@ -69,7 +69,8 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts,
         diags.add("EXH-R004", "header assumed but no data line was read")
 
 
-def _split(text: str) -> list[str]:
+def split_cells(text: str) -> list[str]:
+    """The cells of one line as the reader takes them (the whole line as one cell if it is not valid CSV)."""
     try:
         return next(csv.reader((text,)), [])
     except csv.Error:
