@@ -62,8 +62,9 @@ def required(node: object, kind: str) -> Literals:
     return None
 
 
-#: Source kinds whose lines, when they hold no quote, hold each field value as exactly one of their
-#: comma-separated pieces (not ECP logs: their last column, EventData, keeps its commas).
+#: Source kinds whose field values are the cells of their CSV lines (``exchange_csv.split_cells``): in a
+#: line without quotes, NUL or bare CR, exactly its comma-separated pieces. Not ECP logs: their last
+#: column, EventData, keeps its commas.
 CELL_KINDS = frozenset({"httpproxy", "rps-http"})
 
 #: Request paths every Exchange front end logs all day: a literal inside one of them selects
