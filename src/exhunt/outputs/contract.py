@@ -43,25 +43,29 @@ def document(result: ScanResult, command: str = "", scope: Scope | None = None) 
 
 def write_json(result: ScanResult, target: str | Path, command: str = "", scope: Scope | None = None) -> None:
     """Write the contract document to a file, or to stdout when ``target`` is ``-``."""
-    text = _layout(document(result, command, scope))
+    content = document(result, command, scope)
     if str(target) == "-":
-        sys.stdout.write(text + "\n")
+        _write_layout(content, sys.stdout)
         return
-    Path(target).write_text(text + "\n", encoding="utf-8")
+    with Path(target).open("w", encoding="utf-8") as out:
+        _write_layout(content, out)
 
 
-def _layout(document: dict[str, object]) -> str:
-    """The document with a line per top-level key and per list item: readable, and each item goes through
-    the C encoder (``indent`` would send all of it through the pure-Python one, ~10x slower)."""
-    parts = []
-    for key, value in document.items():
-        name = json.dumps(key)
+def _write_layout(content: dict[str, object], out: IO[str]) -> None:
+    """The document with a line per top-level key and per list item: readable, written as it is encoded,
+    and each item goes through the C encoder (``indent`` would send all of it through the pure-Python
+    one, ~10x slower)."""
+    out.write("{")
+    for number, (key, value) in enumerate(content.items()):
+        out.write(f"{',' if number else ''}\n  {json.dumps(key)}: ")
         if isinstance(value, list) and value:
-            items = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in value)
-            parts.append(f"  {name}: [\n    {items}\n  ]")
+            out.write("[")
+            for index, item in enumerate(value):
+                out.write(f"{',' if index else ''}\n    {json.dumps(item, ensure_ascii=False)}")
+            out.write("\n  ]")
         else:
-            parts.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}")
-    return "{\n" + ",\n".join(parts) + "\n}"
+            out.write(json.dumps(value, ensure_ascii=False))
+    out.write("\n}\n")
 
 
 def write_jsonl(findings: Iterable[Finding], stream: IO[str]) -> None:
