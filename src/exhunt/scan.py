@@ -242,6 +242,8 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
             kind = classify_path(evidence.path)
             if options.pivot_values and kind is not None and kind not in rules.kinds:
                 continue
+            if kind is not None and options.prefilter and not KINDS[kind].binary:
+                rules.prefilter(kind)  # compiled here, before worker processes fork
             splittable = (options.jobs > 1 and options.prefilter and evidence.container is None
                           and evidence.size > SPLIT_BYTES and kind is not None and not KINDS[kind].binary
                           and not KINDS[kind].keep_records and rules.prefilter(kind) is not None)
@@ -529,17 +531,19 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
         return any(listed[rule.info.id] < PIVOT_LISTED for rule in select.possible(literals))  # type: ignore[index]
 
     more = unlisted if listed is not None else None
+    done = frozenset(rule for rule, count in (listed or {}).items() if count >= PIVOT_LISTED)
+    refused = select.refused(prefilter.literals, done) if prefilter is not None and done else frozenset()
     try:
         with evidence.open() as stream:
             if source.binary:
                 records = source.reader(stream, file_diags, facts)
             elif prefilter is not None and span is not None:
                 part = part_of(stream, *span) if exact or span[0] == 0 else top_of(stream, *span)
-                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found, more)
+                lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found, more, refused)
                 records = source.reader(lines, file_diags, facts)
             else:
-                lines = prefilter.lines(stream, file_diags, counts, found=found, wanted=more) if prefilter \
-                    else iter_lines(stream, file_diags)
+                lines = (prefilter.lines(stream, file_diags, counts, found=found, wanted=more, refused=refused)
+                         if prefilter else iter_lines(stream, file_diags))
                 records = source.reader(lines, file_diags, facts)
             for record in records:
                 if source.keep_records:

@@ -37,6 +37,9 @@ CHUNK = MAX_LINE
 _NEWLINE = ord("\n")
 #: Hit ids of a window's first line when it is a structure line, and of a file's first data line.
 _FIRST_LINE, _FIRST_DATA = -1, -2
+#: Bytes of a file read before the literals ``wanted`` refused in it are left out of the Hyperscan
+#: database (compiling one costs up to ~0.1 s with thousands of pivot values).
+_RECOMPILE_AFTER = 64 << 20
 #: Cell verdicts kept per prefilter (bounded memory).
 _VERDICTS = 1 << 16
 #: Lines the reader always sees: directives, bare column-name lines and blank lines.
@@ -100,10 +103,10 @@ class Prefilter:
 
     def lines(self, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts, part: Part | None = None,
               found: LineHits | None = None, wanted: Callable[[tuple[str, ...]], bool] | None = None,
-              ) -> Iterator[tuple[int, str]]:
+              refused: frozenset[str] = frozenset()) -> Iterator[tuple[int, str]]:
         """Candidate ``(line number, text)`` pairs of ``stream``; ``counts`` gets the totals, ``found``
         the literals found in each candidate line; with ``wanted``, a line whose literals it refuses
-        (asked when the line comes) is not handed on.
+        (asked when the line comes) is not handed on, nor lines holding only ``refused`` literals.
 
         With ``part``, ``stream`` is one line-aligned byte range of a larger file: the header
         lines before it come first (not counted), and line numbers continue from before it.
@@ -113,7 +116,8 @@ class Prefilter:
             filled = _read_into(stream, memoryview(buffer))
             if part is not None and part.start > 0:
                 yield from part.context
-                yield from self._scan(buffer, filled, stream, diags, counts, found, wanted, part.lines_before, True)
+                yield from self._scan(buffer, filled, stream, diags, counts, found, wanted, refused,
+                                      part.lines_before, True)
                 return
             if buffer[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
                 counts.full = True  # not what Exchange writes: decode everything the slow way
@@ -124,17 +128,21 @@ class Prefilter:
                 skip = len(codecs.BOM_UTF8)
                 buffer[:filled - skip] = buffer[skip:filled]
                 filled -= skip
-            yield from self._scan(buffer, filled, stream, diags, counts, found, wanted)
+            yield from self._scan(buffer, filled, stream, diags, counts, found, wanted, refused)
 
     def _scan(self, buffer: bytearray, filled: int, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
-              found: LineHits, wanted: Callable[[tuple[str, ...]], bool] | None, lines_before: int = 0,
-              part_start: bool = False) -> Iterator[tuple[int, str]]:
+              found: LineHits, wanted: Callable[[tuple[str, ...]], bool] | None, refused: frozenset[str],
+              lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
         number, yielded = lines_before, lines_before
         seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
-        dead: set[int] = set()  # literals ``wanted`` refused: it never takes a refusal back
-        db = self._db()
+        # literals ``wanted`` refused (it never takes a refusal back): not searched for any more
+        dead = {index for index, literal in enumerate(self.literals) if literal in refused}
+        db, searched, scanned = self._db(frozenset(dead)), len(dead), 0
         for window, size, too_long in _windows(buffer, filled, stream):
+            if len(dead) > searched and scanned >= _RECOMPILE_AFTER:  # worth a database without them
+                db, searched = self._db(frozenset(dead)), len(dead)
+            scanned += size
             if too_long:
                 diags.add("EXH-R007", f"line longer than {MAX_LINE} bytes was cut", number + 1)
             newline = np.frombuffer(window, np.uint8, size) == _NEWLINE
@@ -156,7 +164,6 @@ class Prefilter:
                 literals = self._found(here)
                 if wanted is not None and literals and not wanted(literals):
                     dead.update(ident for ident, _ in here if 0 <= ident < len(self.literals))
-                    db = self._db(frozenset(dead))  # the next windows are not searched for them
                     continue
                 line += int(np.count_nonzero(newline[previous:begin]))
                 previous = begin

@@ -86,6 +86,7 @@ class RuleSelector:
         self._by_found: dict[tuple[str, ...], _Picks] = {}
         self._gated = bool(rules) and all(rule.channels is not None for rule in rules)
         self._by_event: dict[tuple[str, str], list[CompiledRule]] = {}
+        self._refused: dict[tuple[tuple[str, ...], frozenset[str]], frozenset[str]] = {}
 
     def pick(self, record: Record, literals: tuple[str, ...] | None) -> list[CompiledRule]:
         """The rules worth evaluating on ``record``: for event logs those whose channel and event ID it has,
@@ -121,6 +122,17 @@ class RuleSelector:
         if not present:
             return picks.sure
         return [rule for rule, needles in picks.entries if not needles or any(n in present for n in needles)]
+
+    def refused(self, literals: tuple[str, ...], done: frozenset[str]) -> frozenset[str]:
+        """Those of ``literals`` that select only rules in ``done`` (rule ids; cached per ``done``)."""
+        key = (literals, done)
+        found = self._refused.get(key)
+        if found is None:
+            found = frozenset(literal for literal in literals
+                              if all(rule.info.id in done for rule in self.possible((literal,))))
+            if len(self._refused) < 256:
+                self._refused[key] = found
+        return found
 
     def possible(self, literals: tuple[str, ...]) -> list[CompiledRule]:
         """Every rule :meth:`found` may pick for a line holding these prefilter literals."""
