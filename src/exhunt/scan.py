@@ -327,7 +327,8 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
                 yield index, done
                 continue
             while index not in ready:
-                while batches and len(running) < workers:
+                # a batch queued behind each running one, so that no worker waits for this process to come back
+                while batches and len(running) < workers * (2 if len(batches) > 1 else 1):
                     run(batches.popleft(), pool.submit)
                 if batches and not running[0][1].done():
                     run(batches.popleft())  # this process takes the next batch instead of waiting
