@@ -306,7 +306,8 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
         for index, task in enumerate(tasks):
             yield index, stored[index] or _run_task(task, options, listed[task.collection])
         return
-    size = max(1, len(pending) // (options.jobs * 32))
+    # smaller batches in the pivot pass: a batch only learns the listings merged before it was handed out
+    size = max(1, len(pending) // (options.jobs * (128 if options.pivot_values else 32)))
     batches = deque(pending[start:start + size] for start in range(0, len(pending), size))
     running: deque[tuple[list[int], Future[list[_HostState]]]] = deque()
     ready: dict[int, _HostState] = {}
@@ -330,8 +331,10 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
                 # a batch queued behind each running one, so that no worker waits for this process to come back
                 while batches and len(running) < workers * (2 if len(batches) > 1 else 1):
                     run(batches.popleft(), pool.submit)
-                if batches and not running[0][1].done():
-                    run(batches.popleft())  # this process takes the next batch instead of waiting
+                if batches and not running[0][1].done() and len(ready) < 2 * size:
+                    # this process takes the next batch instead of waiting, but runs at most two batches ahead of
+                    # the merge (what runs ahead holds its results, and does not know the pivot listings yet)
+                    run(batches.popleft())
                 else:
                     group, future = running.popleft()
                     ready.update(zip(group, future.result(), strict=True))
