@@ -250,9 +250,12 @@ def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: 
 
 @pytest.mark.parametrize("kind", ["httpproxy", "iis"])
 def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path: Path, kind: str) -> None:
-    """The rules a line can match, from the prefilter's hits, equal those found by searching the line."""
+    """The rules a line can match, from the prefilter's hits, equal those found by searching the line; every
+    rule that matches a record handed on is among them (the last line comes without literals when none of
+    its hits can select a rule)."""
     from exhunt.engine.prefilter import LineHits
-    from exhunt.sources import classify_path
+    from exhunt.readers import FileFacts
+    from exhunt.sources import KINDS, classify_path
 
     generated = tmp_path / "generated.log"
     if kind == "iis":
@@ -266,9 +269,35 @@ def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path:
     for path in [generated, *examples]:
         found = LineHits()
         with path.open("rb") as stream:
-            for number, text in prefilter.lines(stream, FileDiagnostics("x"), LineCounts(), found=found):
-                literals = found.take(number)
+            lines = prefilter.lines(stream, FileDiagnostics("x"), LineCounts(), found=found)
+            for record in KINDS[kind].reader(lines, FileDiagnostics("x"), FileFacts()):
+                literals = found.take(record.line)
                 assert literals is not None
-                assert select.found(literals, text) == select(text.lower()), text
-                compared += bool(literals)
+                picked = select.pick(record, literals)
+                assert {r.name for r in select(record.raw.lower()) if r.match(record)} <= {r.name for r in picked}
+                if literals:
+                    assert picked == select(record.raw.lower()), record.raw
+                    compared += 1
     assert examples and compared > 100
+
+
+def test_iis_tokens_that_rule_out_every_rule_are_skipped(tmp_path: Path) -> None:
+    import logfmt
+
+    rows = [
+        {"cs-uri-stem": "/ecp/", "c-ip": "10.0.0.5"},  # the first data row: always read
+        {"cs-uri-stem": "/owa/", "c-ip": "198.51.100.7"},  # a folder: PL-WS-7-base's stem test rules it out
+        {"cs-uri-stem": "/owa/x.png", "c-ip": "198.51.100.7", "sc-status": "200"},  # the export hunt's request
+        {"cs-uri-stem": "/owa/", "c-ip": "198.51.100.7", "cs(User-Agent)": "Agent/\u00e9"},  # not plain ASCII: read
+        {"cs-uri-stem": "/ecp/", "c-ip": "10.0.0.5"},  # the last row: always read
+    ]
+    host = tmp_path / "HOST"
+    path = logfmt.write_iis(host, rows)
+    before = sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#"))
+    with path.open("rb") as stream:
+        candidates = [n - before - 1 for n, _ in
+                      shipped_rules().prefilter("iis").lines(stream, FileDiagnostics("x"), LineCounts())]
+    assert [n for n in candidates if n >= 0] == [0, 2, 3, 4]
+    on, off = scan([str(host)], pivot=False), scan([str(host)], pivot=False, prefilter=False)
+    assert signature(on) == signature(off)
+    assert {f.rule.id for f in on.findings} == {"PL-WS-7"}

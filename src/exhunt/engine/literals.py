@@ -62,10 +62,41 @@ def required(node: object, kind: str) -> Literals:
     return None
 
 
-#: Source kinds whose field values are the cells of their CSV lines (``exchange_csv.split_cells``): in a
-#: line without quotes, NUL or bare CR, exactly its comma-separated pieces. Not ECP logs: their last
-#: column, EventData, keeps its commas.
-CELL_KINDS = frozenset({"httpproxy", "rps-http"})
+def literal_fields(node: object, kind: str) -> frozenset[str] | None:
+    """The fields whose tests give the literals :func:`required` chooses: a line matching ``node`` holds one
+    of them in one of these fields' values. ``None`` when a literal comes from the raw line or none is provable."""
+    if isinstance(node, ConditionAND):
+        options = [(lits, arg) for arg in node.args if (lits := required(arg, kind))]
+        if not options:
+            return None
+        return literal_fields(max(options, key=lambda option: _strength(option[0]))[1], kind)
+    if isinstance(node, ConditionOR):
+        parts = [literal_fields(arg, kind) for arg in node.args]
+        if not parts or any(part is None for part in parts):
+            return None
+        return frozenset().union(*parts)  # type: ignore[arg-type]
+    if isinstance(node, ConditionFieldEqualsValueExpression) and required(node, kind):
+        return frozenset({node.field})
+    return None
+
+
+#: Source kinds whose field values come each from one piece of the line, by the byte between pieces.
+#: Exchange CSV logs: the cells (``exchange_csv.split_cells``), in a line without quotes, NUL or bare CR
+#: exactly its comma-separated pieces (not ECP logs: their last column, EventData, keeps its commas). IIS:
+#: the space-separated tokens of a line of printable ASCII, ``-`` for empty, ``+`` for spaces in
+#: :data:`PLUS_FIELDS` (the joined and decoded URI fields come from two tokens).
+CELLS = {"httpproxy": b",", "rps-http": b",", "iis": b" "}
+#: Fields made of more than one piece of the line.
+JOINED_FIELDS = frozenset({JOINED_URI, DECODED_URI})
+
+
+def cell_value(kind: str, field: str, piece: str) -> str:
+    """The value ``field`` gets from one piece of a line of ``kind`` (see :data:`CELLS`)."""
+    if kind != "iis":
+        return piece
+    if piece == "-":
+        return ""
+    return piece.replace("+", " ") if field in PLUS_FIELDS else piece
 
 #: Request paths every Exchange front end logs all day: a literal inside one of them selects
 #: ordinary traffic, whatever its length (protocol folders of detections.md §1.1).

@@ -76,13 +76,19 @@ class Prefilter:
     """A compiled literal set; :meth:`lines` yields the candidate lines of one file."""
 
     def __init__(self, literals: Iterable[str], benign: Callable[[str, str], bool] | None = None,
-                 cells: Callable[[str], list[str]] | None = None) -> None:
-        """``benign(literal, cell)``, for comma-separated logs: whether a hit of ``literal`` inside the
-        field value ``cell`` selects no rule (a line whose every hit is benign is then not a candidate);
-        ``cells`` splits a line that holds quotes into its values as the reader does."""
+                 cells: Callable[[str], list[str]] | None = None, separator: bytes = b",") -> None:
+        """``benign(literal, piece)``, for logs whose field values are pieces of the line between
+        ``separator`` bytes (``literals.CELLS``): whether a hit of ``literal`` inside that piece selects no
+        rule (a line whose every hit is benign is then not a candidate); ``cells`` splits a CSV line that
+        holds quotes into its values as the reader does."""
         self.literals = _shortest(literals)
         self._benign = benign
         self._cells = cells
+        self._separator = separator
+        #: A line holding one of these may not split into its values at the separator (CSV: bytes found
+        #: faster one by one; IIS: anything but printable ASCII and spaces).
+        self._unplain: tuple[bytes, ...] | re.Pattern[bytes] = (
+            (b'"', b"\x00", b"\r") if separator == b"," else re.compile(rb"[^\x20-\x7e]"))
         self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
         self._verdicts: dict[tuple[int, str], bool] = {}
         self._dbs: dict[frozenset[int], hyperscan.Database] = {}
@@ -199,13 +205,17 @@ class Prefilter:
         end = stop
         while end > begin and window[end - 1] in b"\r\n":
             end -= 1
-        if any(window.find(byte, begin, end) >= 0 for byte in (b'"', b"\x00", b"\r")):
-            # quoted cells may hold commas (and CSV rejects a NUL or a bare CR): split as the reader does
+        unplain = self._unplain
+        if (any(window.find(byte, begin, end) >= 0 for byte in unplain) if isinstance(unplain, tuple)
+                else unplain.search(window, begin, end) is not None):
+            # quoted cells may hold commas (and CSV rejects a NUL or a bare CR; IIS tokens split at any
+            # white space): split as the reader does, if that is known
             return self._cells is not None and self._ignorable_cells(window[begin:end].decode("utf-8", "replace"),
                                                                      hits)
+        separator = self._separator
         for ident, to in hits:
-            left = window.rfind(b",", begin, to - self._lengths[ident]) + 1 or begin
-            right = window.find(b",", to, end)
+            left = window.rfind(separator, begin, to - self._lengths[ident]) + 1 or begin
+            right = window.find(separator, to, end)
             if not self._verdict(ident, window[left:end if right < 0 else right].decode("utf-8", "replace")):
                 return False
         return True

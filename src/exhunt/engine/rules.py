@@ -20,7 +20,7 @@ from sigma.rule import SigmaRule
 
 from exhunt import yamlio
 from exhunt.diagnostics import make
-from exhunt.engine.literals import CELL_KINDS
+from exhunt.engine.literals import CELLS
 from exhunt.engine.prefilter import Prefilter
 from exhunt.engine.sigma import (
     CompiledCorrelation,
@@ -59,8 +59,11 @@ class RuleSet:
             rules = self.for_kind(kind)
             literal_sets = [rule.literals for rule in rules]
             provable = all(lits is not None for lits in literal_sets)
-            cells = (_benign_cells(rules), split_cells) if kind in CELL_KINDS else (None, None)
-            self._prefilters[kind] = Prefilter(frozenset().union(*literal_sets), *cells) if provable else None
+            pieces = CELLS.get(kind)
+            benign = _benign_cells(rules) if pieces else None
+            splitter = split_cells if pieces == b"," else None
+            self._prefilters[kind] = (Prefilter(frozenset().union(*literal_sets), benign, splitter, pieces or b",")
+                                      if provable else None)
         return self._prefilters[kind]
 
     @property
@@ -169,12 +172,19 @@ class _Picks:
 
 
 def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]:
-    """Whether a cell holding a literal rules out every rule that the literal (or a longer one
-    holding it) selects."""
+    """Whether a piece of a line (a cell, a token) holding a literal rules out every rule that the literal
+    selects there: those with the literal itself, or with a longer one holding it that the piece holds too
+    (a rule's literal lies within one field's piece, where the prefilter finds the shorter literal)."""
 
-    def benign(literal: str, cell: str) -> bool:
-        selected = (rule for rule in rules if rule.literals and any(literal in own for own in rule.literals))
-        return all(rule.refutes is not None and rule.refutes(cell) for rule in selected)
+    def benign(literal: str, piece: str) -> bool:
+        lowered = piece.lower()
+        for rule in rules:
+            owns = [own for own in rule.literals or () if literal in own]
+            if not owns or not any(own == literal or not own.isascii() or own in lowered for own in owns):
+                continue
+            if rule.refutes is None or not rule.refutes(piece):
+                return False
+        return True
 
     return benign
 

@@ -38,7 +38,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from exhunt.engine.literals import required
+from exhunt.engine.literals import JOINED_FIELDS, cell_value, literal_fields, required
 from exhunt.engine.taxonomy import windows_channels
 from exhunt.model import FindingStage, Level, Record, RuleInfo
 
@@ -175,28 +175,31 @@ def compile_rule(rule: SigmaRule, path: str = "") -> CompiledRule:
         fields=tuple(rule.fields or ()),
         name=rule.name or str(rule.id),
         literals=None if channels is not None else required(tree, kind),
-        refutes=None if channels is not None else _refuter(tree),
+        refutes=None if channels is not None else _refuter(tree, kind),
         channels=channels,
     )
 
 
-def _refuter(tree: object) -> Callable[[str], bool] | None:
-    """For a rule whose every test reads a named field: a test of whether a value, put in any one of
-    those fields, makes one of the rule's top-level conjuncts that read only that field false.
+def _refuter(tree: object, kind: str) -> Callable[[str], bool] | None:
+    """For a rule whose literals come from tests of named fields: a test of whether one piece of a line (a
+    CSV cell, an IIS token), made the value of any one of those fields, makes one of the rule's top-level
+    conjuncts that read only that field false.
 
-    If every occurrence of the rule's literals in a line lies in one field whose value is refuted, the
-    rule cannot match the line (a field test that needs a literal needs it in its own field).
+    A line the rule matches holds one of its literals in one of those fields' values, that is, in that
+    field's piece; so if every occurrence of the literals lies in a piece that refutes the rule, it cannot
+    match the line.
     """
-    names = _field_names(tree)
-    if names is None:
+    names = literal_fields(tree, kind)
+    if names is None or names & JOINED_FIELDS:
         return None
     conjuncts = list(_conjuncts(tree))
     deciders = {name: tuple(_compile_node(c) for c in conjuncts if _field_names(c) == {name}) for name in names}
     if not all(deciders.values()):
         return None
 
-    def refutes(value: str) -> bool:
+    def refutes(piece: str) -> bool:
         for name, tests in deciders.items():
+            value = cell_value(kind, name, piece)
             record = Record(0, None, {name: value}, value)
             if all(test(record) for test in tests):
                 return False
