@@ -82,7 +82,7 @@ def test_parts_carry_headers_and_line_numbers() -> None:
     spans = cut_points(stream, len(text), 3)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
     assert all(text[start - 1:start] == b"\n" for start, _ in spans[1:])  # cut after a line end
-    last = part_of(stream, *spans[-1])
+    last = part_of(stream, spans[-1][0])
     assert last.lines_before == text[:spans[-1][0]].count(b"\n")
     assert last.context[-1] == (4, "#Fields: b,a")
 

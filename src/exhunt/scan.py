@@ -542,7 +542,7 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
             if source.binary:
                 records = source.reader(stream, file_diags, facts)
             elif prefilter is not None and span is not None:
-                part = part_of(stream, *span) if exact or span[0] == 0 else top_of(stream, *span)
+                part = part_of(stream, span[0]) if exact or span[0] == 0 else top_of(stream, span[0])
                 lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found, more, refused)
                 records = source.reader(lines, file_diags, facts)
             else:

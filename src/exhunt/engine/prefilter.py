@@ -127,7 +127,6 @@ class Prefilter:
                 return
             if buffer[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
                 counts.full = True  # not what Exchange writes: decode everything the slow way
-                found.unknown = True
                 yield from iter_lines(_Prepended(bytes(buffer[:filled]), stream), diags)
                 return
             if buffer.startswith(codecs.BOM_UTF8):
@@ -302,28 +301,26 @@ class LineHits:
 
     def __init__(self) -> None:
         self._queue: deque[tuple[int, tuple[str, ...]]] = deque()
-        #: Set when the file was read without the prefilter (nothing is known).
-        self.unknown = False
 
     def add(self, line: int, literals: tuple[str, ...]) -> None:
         self._queue.append((line, literals))
 
     def take(self, line: int) -> tuple[str, ...] | None:
-        """The literals found in ``line`` (dropping those of earlier lines); ``None`` if not known."""
+        """The literals found in ``line`` (dropping those of earlier lines); ``None`` if not known (a line the
+        prefilter did not hand on, or a file it read without searching)."""
         queue = self._queue
         while queue and queue[0][0] < line:
             queue.popleft()
-        if self.unknown or not queue or queue[0][0] != line:
+        if not queue or queue[0][0] != line:
             return None
         return queue.popleft()[1]
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A line-aligned byte range of a file, with what a reader must know from before it."""
+    """Where a line-aligned part of a file starts, with what a reader must know from before it."""
 
     start: int
-    end: int
     lines_before: int = 0
     context: tuple[tuple[int, str], ...] = ()
 
@@ -342,8 +339,8 @@ def cut_points(stream: IO[bytes], size: int, parts: int) -> list[tuple[int, int]
     return list(itertools.pairwise(cuts))
 
 
-def part_of(stream: IO[bytes], start: int, end: int) -> Part:
-    """The range ``[start, end)`` with the header lines and line count before it, found at scan speed."""
+def part_of(stream: IO[bytes], start: int) -> Part:
+    """The part from ``start`` with the header lines and line count before it, found at scan speed."""
     structure = _structure_db()
     number, context = 0, []
     stream.seek(0)
@@ -364,11 +361,11 @@ def part_of(stream: IO[bytes], start: int, end: int) -> Part:
             context.append((number + block.count(b"\n", 0, begin) + 1, text))
         number += block.count(b"\n")
     stream.seek(start)
-    return Part(start, end, number, tuple(context))
+    return Part(start, number, tuple(context))
 
 
-def top_of(stream: IO[bytes], start: int, end: int) -> Part:
-    """The range ``[start, end)`` with the file's top header block as context, numbered from 0.
+def top_of(stream: IO[bytes], start: int) -> Part:
+    """The part from ``start`` with the file's top header block as context, numbered from 0.
 
     Cheap; right unless an earlier part holds header lines of its own, which that part's
     ``LineCounts.late_headers`` tells (the caller then reads this part again with :func:`part_of`).
@@ -383,7 +380,7 @@ def top_of(stream: IO[bytes], start: int, end: int) -> Part:
         if stream.tell() >= start:
             break
     stream.seek(start)
-    return Part(start, end, 0, tuple(line for line in context if line[1]))
+    return Part(start, 0, tuple(line for line in context if line[1]))
 
 
 def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[tuple[int, int]]:

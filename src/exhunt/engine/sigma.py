@@ -50,15 +50,9 @@ class UnsupportedRule(Exception):
     """A rule uses a Sigma feature the matcher cannot evaluate."""
 
 
-#: Sigma logsource -> exhunt source kind. ``product: exchange`` services are exhunt's own
-#: taxonomy for Exchange's text logs; ``category: webserver`` is SigmaHQ's for IIS.
-EXCHANGE_SERVICES = {
-    "httpproxy": "httpproxy",
-    "ecp-server": "ecp-server",
-    "ecp-activity": "ecp-activity",
-    "oabgenerator": "oabgenerator",
-    "rps-http": "rps-http",
-}
+#: ``product: exchange`` services: exhunt's own taxonomy for Exchange's text logs, each named as the source
+#: kind it reads (``category: webserver`` is SigmaHQ's for IIS).
+EXCHANGE_SERVICES = frozenset({"httpproxy", "ecp-server", "ecp-activity", "oabgenerator", "rps-http"})
 
 
 def source_kind(logsource: SigmaLogSource) -> str | None:
@@ -66,7 +60,7 @@ def source_kind(logsource: SigmaLogSource) -> str | None:
     if logsource.category == "webserver" and logsource.product in (None, "iis", "windows"):
         return "iis"
     if logsource.product == "exchange" and logsource.category is None:
-        return EXCHANGE_SERVICES.get(logsource.service or "")
+        return logsource.service if logsource.service in EXCHANGE_SERVICES else None
     if logsource.product == "windows" and windows_channels(logsource.service, logsource.category):
         return "evtx"
     return None
