@@ -61,9 +61,8 @@ def host_stage(findings: Iterable[Finding], assessed_any: bool,
     their own stage once the other findings show exploitation, and at most as ``probed`` before.
     """
     findings = list(findings)
-    ranked = _ranked(findings, builds, exploited=False)
-    if ranked and ranked[0][0] >= Stage.EXPLOITED:
-        ranked = _ranked(findings, builds, exploited=True)
+    exploited = any(finding_stage(f, builds) >= Stage.EXPLOITED for f in findings if not f.rule.after_exploitation)
+    ranked = _ranked(findings, builds, exploited)
     if not ranked or ranked[0][0] <= Stage.CLEAN:
         return (Stage.CLEAN if assessed_any else Stage.UNKNOWN), ()
     top = ranked[0][0]
