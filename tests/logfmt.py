@@ -422,3 +422,13 @@ def scan_clean(host: Path, write: Callable[[Path, Sequence[Mapping[str, object]]
     assert result.diagnostics == (), result.diagnostics
     return result
 
+
+
+def check_case(ids: set[str], rule: str, present: bool, others: Iterable[str], absent: Iterable[str],
+               hidden: Iterable[str] = ()) -> None:
+    """One rule case: ``rule`` found or not, ``others`` found, ``absent`` and ``hidden`` (base rules) not."""
+    assert (rule in ids) is present, ids
+    for other in others:
+        assert other in ids, ids
+    for other in (*absent, *hidden):
+        assert other not in ids, ids
