@@ -57,6 +57,11 @@ class FindingStage(enum.StrEnum):
         return {"probe": Stage.PROBED, "exploit": Stage.EXPLOITED, "post": Stage.COMPROMISED}[self.value]
 
 
+def location(source: str, line: int | None) -> str:
+    """``source:line``, or ``source`` alone when there is no line."""
+    return f"{source}:{line}" if line is not None else source
+
+
 def utc_iso(moment: datetime | None) -> str | None:
     """Render an aware datetime as UTC ISO-8601 with a ``Z`` suffix and millisecond precision."""
     if moment is None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from exhunt.files.iocs import shipped
-from exhunt.model import Finding, Level, utc_iso
+from exhunt.model import Finding, Level, location, utc_iso
 
 #: Findings at this level or above are attacker activity for indicators, pivots and activity counts.
 MIN_LEVEL = Level.MEDIUM
@@ -59,7 +59,7 @@ class EvidenceRef:
 
     def label(self) -> str:
         """``host source:line rule`` on one line (``source`` alone when there is no line)."""
-        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        where = location(self.source, self.line)
         return f"{self.host} {where} {self.rule}"
 
     def to_dict(self) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from exhunt.analysis.chains import BuildSeen, build_at, open_cves
-from exhunt.model import Finding, Level, SourceCoverage, Stage, utc_iso
+from exhunt.model import Finding, Level, SourceCoverage, Stage, location, utc_iso
 
 SYSMON, SECURITY = "evtx:Microsoft-Windows-Sysmon/Operational", "evtx:Security"
 MANAGEMENT = "evtx:MSExchange Management"
@@ -74,7 +74,7 @@ def host_stage(findings: Iterable[Finding], assessed_any: bool,
         if finding.rule.id in seen:
             continue
         seen.add(finding.rule.id)
-        where = f"{finding.source}:{finding.line}" if finding.line else finding.source
+        where = location(finding.source, finding.line)
         patched = patched_at_the_time(finding, builds)
         note = f" (build {patched} had the fix: an attempt only)" if patched else ""
         note += " (relevant because the host shows exploitation)" if finding.rule.after_exploitation else ""

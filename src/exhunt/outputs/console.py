@@ -14,7 +14,7 @@ from exhunt.analysis.exposure import open_families
 from exhunt.analysis.mailboxes import MailboxRow
 from exhunt.analysis.scope import Scope, scope_of
 from exhunt.analysis.timeline import TimelineEvent
-from exhunt.model import ScanResult, Stage, utc_iso
+from exhunt.model import ScanResult, Stage, location, utc_iso
 from exhunt.outputs import timesketch
 
 STAGE_STYLE = {
@@ -100,7 +100,7 @@ def _findings_table(result: ScanResult) -> Table:
             str(finding.rule.level),
             finding.rule.stage.value,
             escape(finding.client_ip or "-"),
-            escape(f"{finding.source}:{finding.line}" if finding.line else finding.source),
+            escape(location(finding.source, finding.line)),
         )
     return table
 
@@ -137,6 +137,6 @@ def timeline_table(rows: Sequence[TimelineEvent]) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(utc_iso(row.time) or "-", escape(row.host), escape(row.rule), row.level,
-                      escape(row.client_ip or "-"), escape(f"{row.source}:{row.line}" if row.line else row.source),
+                      escape(row.client_ip or "-"), escape(location(row.source, row.line)),
                       escape(row.description))
     return table

@@ -39,6 +39,7 @@ from exhunt.model import (
     ScanResult,
     SourceCoverage,
     Stage,
+    location,
     utc_iso,
 )
 from exhunt.text import escape_char
@@ -468,7 +469,7 @@ def _findings(host: HostResult) -> str:
 
 
 def _finding_row(finding: Finding) -> list[str]:
-    where = f"{finding.source}:{finding.line}" if finding.line is not None else finding.source
+    where = location(finding.source, finding.line)
     origin = (f'<br><span class="muted">{text(finding.source_kind)} · {text(finding.origin)}</span>'
               if finding.origin or finding.source_kind else "")
     return [
