@@ -188,10 +188,7 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
             second = replace(options, pivot_values=values)
             extra = _run_tasks(_tasks(collections, _pivot_rules(values), second), collections, second, None, store,
                                prints)
-            for state, found, (host, _) in zip(states, extra, hosts, strict=True):
-                state.findings.extend(_context(found.findings, host.findings))
-                state.diagnostics.extend(_listing_limits(found))
-            hosts = [_host_result(c, state, rules, options) for c, state in zip(collections, states, strict=True)]
+            hosts = [_with_context(host, diags, found) for (host, diags), found in zip(hosts, extra, strict=True)]
             result = _result(hosts, collections, problems, rules, options, started, _pivot_rules(values))
         if store:
             store.save_result(result)
@@ -416,6 +413,15 @@ def _run_task(task: _Task, options: ScanOptions, listed: Counter[str] | None = N
 #: this is ordinary traffic (a proxy's address, a common client) rather than one actor's; the rest of the
 #: lines are neither parsed nor kept (EXH-P001), which bounds the pass's time and memory.
 PIVOT_LISTED = 5000
+
+
+def _with_context(host: HostResult, diags: list[Diagnostic],
+                  found: _HostState) -> tuple[HostResult, list[Diagnostic]]:
+    """A host's result with what the pivot pass found added; those findings are informational, so the
+    stage, chains, exposure and correlations stay as they are."""
+    context = [replace(f, host=host.host) for f in _context(found.findings, host.findings)]
+    findings = tuple(sorted((*host.findings, *context), key=Finding.sort_key))
+    return replace(host, findings=findings), diags + [replace(d, host=host.host) for d in _listing_limits(found)]
 
 
 def _listing_limits(state: _HostState) -> list[Diagnostic]:
