@@ -181,8 +181,9 @@ def by_source(findings) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
     (r"C:\Windows\debug\other.log", None),
 ])
 def test_places(path: str, place: str | None) -> None:
-    assert relevant(path) == place
-    assert relevant(path.replace("\\", "/")) == place
+    listed = shipped().path_listed
+    assert relevant(path, listed) == place
+    assert relevant(path.replace("\\", "/"), listed) == place
 
 
 def test_exchange_relative_keys_like_css_baselines() -> None:

@@ -11,6 +11,7 @@ still examined when its path is a published IOC path (place ``ioc-path``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 #: Place names, in the order they are tested (the first that fits wins).
 PLACES: tuple[str, ...] = (
@@ -47,17 +48,14 @@ def windows(path: str) -> str:
     return path.replace("/", "\\")
 
 
-def relevant(path: str) -> str | None:
-    """The place name of a Windows path if the file-tree scan examines it, else ``None``."""
+def relevant(path: str, listed: Callable[[str], bool] | None = None) -> str | None:
+    """The place name of a Windows path if the file-tree scan examines it, else ``None``; with ``listed``
+    (the IOC table the scan uses), a path it lists is examined as ``ioc-path`` wherever it lies."""
     path = windows(path)
     for place, pattern in _RULES:
         if pattern.search(path):
             return place
-    from exhunt.files import iocs  # a late import: the IOC table imports this module
-
-    if iocs.shipped().path_listed(path):
-        return "ioc-path"
-    return None
+    return "ioc-path" if listed is not None and listed(path) else None
 
 
 def exchange_relative(path: str) -> str | None:

@@ -131,7 +131,7 @@ def scan_files(collection: Collection, *, baseline: Baseline | None = None, max_
     problems: list[Diagnostic] = []
     examined = total = 0
     for evidence in collection.files:
-        place = relevant(evidence.path)
+        place = relevant(evidence.path, iocs.path_listed)
         if place is None:
             continue
         file_diags = diag.FileDiagnostics(evidence.path)
