@@ -25,13 +25,13 @@ from exhunt.analysis.scope import scope_of
 from exhunt.analysis.timeline import timeline
 from exhunt.case import Case
 from exhunt.engine.rules import load_rules
-from exhunt.files import build_baseline, collect, file_rules
+from exhunt.files import build_baseline, collect
 from exhunt.layouts import discover
 from exhunt.model import Level, ScanResult
 from exhunt.outputs import console as console_out
 from exhunt.outputs.common import json_line
 from exhunt.outputs.contract import write_json, write_output_dir
-from exhunt.scan import StrictStop, scan
+from exhunt.scan import StrictStop, rule_infos, scan
 
 EXIT_OK, EXIT_ERROR, EXIT_STRICT, EXIT_FINDINGS = 0, 1, 2, 3
 LEVELS = [str(level) for level in Level]
@@ -229,7 +229,7 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
         table.add_column(column)
     literals = {rule.info.id: rule.literals for rule in ruleset.rules}
     table.add_column("Prefilter")
-    for info in sorted(ruleset.infos + file_rules(), key=lambda item: item.id):
+    for info in rule_infos(ruleset):
         rule_literals = literals.get(info.id)
         if info.id not in literals:
             prefilter = "-"  # file rules and event-log rules: no text prefilter

@@ -32,7 +32,17 @@ from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
-from exhunt.model import Diagnostic, Exposure, Finding, HostResult, Record, ScanResult, SourceCoverage, utc_iso
+from exhunt.model import (
+    Diagnostic,
+    Exposure,
+    Finding,
+    HostResult,
+    Record,
+    RuleInfo,
+    ScanResult,
+    SourceCoverage,
+    utc_iso,
+)
 from exhunt.readers import FileFacts
 from exhunt.readers.lines import iter_lines
 from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
@@ -198,10 +208,15 @@ def scan(paths: Sequence[str | Path], *, host: str | None = None, since: datetim
             store.close()
 
 
+def rule_infos(rules: RuleSet, pivots: RuleSet | None = None) -> tuple[RuleInfo, ...]:
+    """Every rule in use (Sigma rules, file rules, and the pivot pass's generated ones), sorted by id."""
+    return tuple(sorted(rules.infos + files.file_rules() + (pivots.infos if pivots else ()), key=lambda i: i.id))
+
+
 def rules_version(rules: RuleSet) -> str:
     """A short hash of every rule text in use (shipped, user and file rules)."""
     digest = hashlib.sha256()
-    for info in sorted(rules.infos + files.file_rules(), key=lambda item: item.id):
+    for info in rule_infos(rules):
         digest.update(repr(info).encode())
     return digest.hexdigest()[:16]
 
@@ -219,8 +234,7 @@ def _result(hosts: list[tuple[HostResult, list[Diagnostic]]], collections: Seque
         diagnostics=tuple(all_diags),
         started=started,
         finished=datetime.now(UTC),
-        rules=tuple(sorted(rules.infos + files.file_rules() + (pivots.infos if pivots else ()),
-                           key=lambda info: info.id)),
+        rules=rule_infos(rules, pivots),
         options={"paths": list(options.paths), "host": options.host, "since": options.since,
                  "until": options.until, "rule_dirs": list(options.rule_dirs), "baseline": options.baseline,
                  "pivot": options.pivot},
