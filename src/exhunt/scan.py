@@ -25,11 +25,11 @@ from exhunt.analysis.chains import BuildSeen, chains
 from exhunt.analysis.indicators import observed_indicators, pivot_values
 from exhunt.case import Case, fingerprint, register
 from exhunt.engine.correlate import BaseMatch, correlate
+from exhunt.engine.matcher import CompiledRule
 from exhunt.engine.pivot import pivot_rules
 from exhunt.engine.pivot import rank as pivot_rank
 from exhunt.engine.prefilter import LineCounts, LineHits, cut_points, part_of, top_of
 from exhunt.engine.rules import RuleSet, load_rules
-from exhunt.engine.sigma import CompiledRule
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
 from exhunt.model import (

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exhunt.engine.sigma import CompiledCorrelation
+from exhunt.engine.matcher import CompiledCorrelation
 from exhunt.model import Finding, Record, utc_iso
 
 #: How many distinct values a correlation finding lists as evidence.

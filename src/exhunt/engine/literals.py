@@ -14,15 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.types import SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars
+from functools import cache
+from typing import Any
 
 from exhunt.readers.w3c import ALIASES, DECODED_URI, JOINED_URI, PLUS_DECODED
 
@@ -40,43 +33,44 @@ PLUS_FIELDS = frozenset({*PLUS_DECODED, *(ALIASES[name] for name in PLUS_DECODED
 _QUOTES = re.compile(r"[\"']")
 
 
-def required(node: object, kind: str) -> Literals:
-    """Literals one of which every line matching ``node`` contains; ``None`` if unprovable."""
-    if isinstance(node, ConditionAND):
-        options = [lits for lits in (required(arg, kind) for arg in node.args) if lits]
+def required(node: dict[str, Any], kind: str) -> Literals:
+    """Literals one of which every line matching the condition ``node`` (rule form, see
+    :mod:`exhunt.engine.matcher`) contains; ``None`` if unprovable."""
+    op = node["op"]
+    if op == "all":
+        options = [lits for lits in (required(arg, kind) for arg in node["args"]) if lits]
         return max(options, key=_strength, default=None)
-    if isinstance(node, ConditionOR):
-        parts = [required(arg, kind) for arg in node.args]
+    if op == "any":
+        parts = [required(arg, kind) for arg in node["args"]]
         if not parts or any(not part for part in parts):
             return None
         return frozenset().union(*parts)  # type: ignore[arg-type]
-    if isinstance(node, ConditionNOT):
-        return None
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        literals = _raw_form(_value_literal(node.value), node.field, kind)
-        if literals and node.field in DECODED_FIELDS:
+    if op == "field":
+        literals = _raw_form(_value_literal(node["value"]), node["field"], kind)
+        if literals and node["field"] in DECODED_FIELDS:
             return literals | {"%"}
         return literals
-    if isinstance(node, ConditionValueExpression):
-        return _raw_form(_value_literal(node.value), None, kind)
+    if op == "keyword":
+        return _raw_form(_value_literal(node["value"]), None, kind)
     return None
 
 
-def literal_fields(node: object, kind: str) -> frozenset[str] | None:
+def literal_fields(node: dict[str, Any], kind: str) -> frozenset[str] | None:
     """The fields whose tests give the literals :func:`required` chooses: a line matching ``node`` holds one
     of them in one of these fields' values. ``None`` when a literal comes from the raw line or none is provable."""
-    if isinstance(node, ConditionAND):
-        options = [(lits, arg) for arg in node.args if (lits := required(arg, kind))]
+    op = node["op"]
+    if op == "all":
+        options = [(lits, arg) for arg in node["args"] if (lits := required(arg, kind))]
         if not options:
             return None
         return literal_fields(max(options, key=lambda option: _strength(option[0]))[1], kind)
-    if isinstance(node, ConditionOR):
-        parts = [literal_fields(arg, kind) for arg in node.args]
+    if op == "any":
+        parts = [literal_fields(arg, kind) for arg in node["args"]]
         if not parts or any(part is None for part in parts):
             return None
         return frozenset().union(*parts)  # type: ignore[arg-type]
-    if isinstance(node, ConditionFieldEqualsValueExpression) and required(node, kind):
-        return frozenset({node.field})
+    if op == "field" and required(node, kind):
+        return frozenset({node["field"]})
     return None
 
 
@@ -107,6 +101,7 @@ COMMON_VALUES = (
 )
 
 
+@cache
 def _quality(literal: str) -> int:
     if literal.isdigit():
         return 0  # a status code: in nearly every line
@@ -120,13 +115,13 @@ def _strength(literals: frozenset[str]) -> tuple[int, int]:
     return (min(_quality(lit) for lit in literals), -len(literals))
 
 
-def _value_literal(value: object) -> str | None:
-    if isinstance(value, SigmaString):
-        pieces = _string_pieces(value.s)
-    elif isinstance(value, SigmaNumber):
-        pieces = [str(value.number)]
-    elif isinstance(value, SigmaRegularExpression):
-        pieces = regex_pieces(value.regexp.to_plain())
+def _value_literal(value: dict[str, Any]) -> str | None:
+    if value["type"] == "string":
+        pieces = _string_pieces(value["parts"])
+    elif value["type"] == "number":
+        pieces = [str(value["number"])]
+    elif value["type"] == "regex":
+        pieces = regex_pieces(value["regex"])
     else:
         return None
     return max(pieces, key=_quality, default=None) or None
@@ -137,11 +132,9 @@ def _string_pieces(parts: Iterable[object]) -> list[str]:
     for part in parts:
         if isinstance(part, str):
             current += part
-        elif part in (SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE):
+        else:  # a wildcard
             pieces.append(current)
             current = ""
-        else:  # placeholders and other special values
-            return []
     pieces.append(current)
     return [piece for piece in pieces if piece]
 

@@ -1,35 +1,37 @@
 """Load Sigma rule files (shipped and user-supplied) into a compiled rule set.
 
 A file that pySigma cannot parse, or a rule the matcher cannot evaluate, becomes a
-diagnostic naming the file and the reason; the other rules are still loaded.
+diagnostic naming the file and the reason; the other rules are still loaded. The rule form of
+a set of files (:mod:`exhunt.engine.sigma`) is cached in :func:`cache_dir`, keyed by the files'
+names and text, the lowering code and pySigma's version: a scan with unchanged rules neither
+imports pySigma nor parses YAML.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
-from importlib import resources
+from importlib import resources, util
 from pathlib import Path
 
-import yaml
-from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
-from sigma.rule import SigmaRule
-
-from exhunt import yamlio
 from exhunt.diagnostics import make
 from exhunt.engine.literals import CELLS
-from exhunt.engine.prefilter import Prefilter
-from exhunt.engine.sigma import (
+from exhunt.engine.matcher import (
     CompiledCorrelation,
     CompiledRule,
+    Form,
     UnsupportedRule,
     admits,
     compile_correlation,
     compile_rule,
 )
+from exhunt.engine.prefilter import Prefilter
 from exhunt.model import Diagnostic, Record, RuleInfo
 from exhunt.readers.exchange_csv import split_cells
 
@@ -202,7 +204,7 @@ def shipped_rule_files() -> list[tuple[str, str]]:
 @cache
 def shipped_rules() -> RuleSet:
     """The rules exhunt ships, compiled once per process."""
-    return compile_files(shipped_rule_files())
+    return compile_files(shipped_rule_files(), cached=True)
 
 
 def load_rules(extra_dirs: Sequence[str | Path] = ()) -> RuleSet:
@@ -219,46 +221,45 @@ def load_rules(extra_dirs: Sequence[str | Path] = ()) -> RuleSet:
                 files.append((str(path), path.read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(make("EXH-K001", f"cannot read rule file: {exc}", str(path)))
-    extra = compile_files(files)
+    extra = compile_files(files, cached=True)
     return RuleSet(base.rules + extra.rules, base.correlations + extra.correlations,
                    base.diagnostics + tuple(problems) + extra.diagnostics)
 
 
-def compile_files(files: Iterable[tuple[str, str]]) -> RuleSet:
-    """Parse and compile Sigma files given as ``(path, text)``."""
+def compile_files(files: Iterable[tuple[str, str]], cached: bool = False) -> RuleSet:
+    """Parse and compile Sigma files given as ``(path, text)``; with ``cached``, through the form cache."""
+    files = list(files)
+    path = _cache_path(files) if cached else None
+    form = _read_cache(path) if path else None
+    if form is None:
+        from exhunt.engine.sigma import lower_files  # pySigma: only for files not seen before
+
+        form = lower_files(files)
+        if path:
+            _write_cache(path, form)
+    return compile_form(form)
+
+
+def compile_form(form: Form) -> RuleSet:
+    """Compile the rule form of a set of files (see :func:`exhunt.engine.sigma.lower_files`)."""
     rules: list[CompiledRule] = []
-    pending: list[tuple[str, SigmaCorrelationRule]] = []
-    problems: list[Diagnostic] = []
-    for path, text in files:
+    problems = [make(code, message, source) for code, message, source in form["problems"]]
+    for rule in form["rules"]:
         try:
-            collection = SigmaCollection.from_dicts(yamlio.load_all(text), collect_errors=True)
-        except (SigmaError, ValueError, yaml.YAMLError) as exc:
-            problems.append(make("EXH-K001", str(exc), path))
-            continue
-        for item in collection.rules:
-            errors = getattr(item, "errors", None) or []
-            if errors:
-                problems.extend(make("EXH-K001", f"{item.title or '?'}: {err}", path) for err in errors)
-                continue
-            if isinstance(item, SigmaCorrelationRule):
-                pending.append((path, item))
-            elif isinstance(item, SigmaRule):
-                try:
-                    rules.append(compile_rule(item, path))
-                except UnsupportedRule as exc:
-                    code = "EXH-K003" if "logsource" in str(exc) else "EXH-K002"
-                    problems.append(make(code, f"{item.name or item.title}: {exc}", path))
+            rules.append(compile_rule(rule))
+        except UnsupportedRule as exc:
+            problems.append(make("EXH-K002", f"{rule['name']}: {exc}", rule["info"]["path"]))
     by_name = {rule.name: rule for rule in rules}
     correlations: list[CompiledCorrelation] = []
     hidden: set[str] = set()
-    for path, item in pending:
+    for item in form["correlations"]:
         try:
-            compiled = compile_correlation(item, by_name, path)
+            compiled = compile_correlation(item, by_name)
         except UnsupportedRule as exc:
-            problems.append(make("EXH-K002", f"{item.name or item.title}: {exc}", path))
+            problems.append(make("EXH-K002", f"{item['info']['id']}: {exc}", item["info"]["path"]))
             continue
         correlations.append(compiled)
-        if not item.generate:
+        if not item["generate"]:
             hidden.update(compiled.base)
     rules = [_hide(rule) if rule.name in hidden else rule for rule in rules]
     return RuleSet(tuple(rules), tuple(correlations), tuple(problems))
@@ -266,3 +267,72 @@ def compile_files(files: Iterable[tuple[str, str]]) -> RuleSet:
 
 def _hide(rule: CompiledRule) -> CompiledRule:
     return replace(rule, hidden=True)
+
+
+def cache_dir() -> Path | None:
+    """Where rule forms are cached: ``$EXHUNT_CACHE_DIR`` (empty: no cache), else the user's cache folder."""
+    chosen = os.environ.get("EXHUNT_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "exhunt" / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exhunt"
+
+
+#: The modules whose code decides a file's form (a change to any of them makes every cached form stale).
+_LOWERING = ("engine/sigma.py", "engine/taxonomy.py", "yamlio.py")
+
+
+def _cache_path(files: list[tuple[str, str]]) -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(_pysigma_version().encode())
+    try:
+        for name in _LOWERING:
+            digest.update(hashlib.sha256((package / name).read_bytes()).digest())
+    except OSError:
+        return None
+    for name, text in files:
+        for part in (name, text):
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    return folder / f"rules-{digest.hexdigest()[:40]}.json"
+
+
+def _pysigma_version() -> str:
+    """The installed pySigma's ``dist-info`` name (``importlib.metadata`` alone costs more than the cache saves)."""
+    spec = util.find_spec("sigma")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        for entry in os.scandir(Path(location).parent):
+            if entry.name.lower().startswith("pysigma-") and entry.name.endswith(".dist-info"):
+                return entry.name
+    return "unknown"
+
+
+def _read_cache(path: Path) -> Form | None:
+    try:
+        form = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logging.getLogger(__name__).debug("rule cache %s unreadable (%s): parsing the rules", path, exc)
+        return None
+    return form if isinstance(form, dict) and {"rules", "correlations", "problems"} <= form.keys() else None
+
+
+def _write_cache(path: Path, form: Form) -> None:
+    """Write atomically; a cache that cannot be written only costs the next run the parse."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(form, out, separators=(",", ":"))
+            os.replace(temporary, path)
+        except OSError:
+            os.unlink(temporary)
+            raise
+    except OSError as exc:
+        logging.getLogger(__name__).debug("rule cache %s not written: %s", path, exc)

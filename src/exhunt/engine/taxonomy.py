@@ -1,4 +1,5 @@
-"""Sigma's Windows log sources mapped onto event-log channels and event IDs.
+"""Sigma log sources exhunt reads: Exchange's text logs, and Windows ones mapped onto event-log channels
+and event IDs.
 
 Services and categories follow the Sigma taxonomy (SigmaHQ ``sigma-specification``,
 ``Taxonomy_specification.md``); the Sysmon event IDs are Sysmon's own. A category that
@@ -7,6 +8,10 @@ reader adds the Sysmon field names (``Image``, ``ParentImage``) to 4688 events.
 """
 
 from __future__ import annotations
+
+#: ``product: exchange`` services: exhunt's own taxonomy for Exchange's text logs, each named as the source
+#: kind it reads (``category: webserver`` is SigmaHQ's for IIS).
+EXCHANGE_SERVICES = frozenset({"httpproxy", "ecp-server", "ecp-activity", "oabgenerator", "rps-http"})
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 POWERSHELL = "Microsoft-Windows-PowerShell/Operational"

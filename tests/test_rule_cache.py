@@ -1,0 +1,101 @@
+"""The rule-form cache: cached rules behave as freshly parsed ones, and a stale or broken cache is never used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exhunt.engine.rules import RuleSet, cache_dir, compile_files, shipped_rule_files
+from exhunt.engine.sigma import lower_files
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+RULE = """
+title: Test rule
+name: T-1
+status: experimental
+logsource: {{product: exchange, service: httpproxy}}
+detection:
+  selection: {{UrlStem|contains: '{needle}'}}
+  condition: selection
+level: {level}
+"""
+
+
+def described(rules: RuleSet) -> list[object]:
+    """What a rule set holds, but for the predicates (a scan compares those)."""
+    return [(r.info, r.kind, r.hidden, r.literals, r.channels, r.fields, r.refutes is None) for r in rules.rules] + \
+        [(c.info, c.base, c.group_by, c.value_field, c.threshold(5), c.timespan) for c in rules.correlations] + \
+        [rules.diagnostics]
+
+
+def test_the_form_survives_json() -> None:
+    form = lower_files(shipped_rule_files())
+    assert json.loads(json.dumps(form)) == form
+    assert len(form["rules"]) > 50 and form["correlations"]
+
+
+def test_cached_rules_behave_as_parsed_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
+    files = shipped_rule_files()
+    parsed = described(compile_files(files))
+    assert not list(tmp_path.iterdir())  # uncached unless asked (the pivot pass's rules are per scan)
+    written = described(compile_files(files, cached=True))
+    [entry] = tmp_path.iterdir()
+    assert parsed == written == described(compile_files(files, cached=True))
+
+    def scanned(cache: str) -> dict[str, object]:
+        out = tmp_path / "result.json"
+        subprocess.run([sys.executable, "-m", "exhunt.cli", "scan", str(EXAMPLES), "-q", "--json", str(out)],
+                       check=True, env={**os.environ, "EXHUNT_CACHE_DIR": cache})
+        document = json.loads(out.read_text(encoding="utf-8"))
+        document.pop("run")
+        return document
+
+    fresh, cached = scanned(""), scanned(str(tmp_path))
+    assert fresh["findings"] and fresh == cached
+    assert list(tmp_path.glob("rules-*")) == [entry]
+
+
+def test_a_second_process_does_not_parse_unchanged_rules(tmp_path: Path) -> None:
+    probe = ("import sys; from exhunt.engine.rules import shipped_rules; rules = shipped_rules(); "
+             "print(len(rules.rules), 'sigma' in sys.modules)")
+    env = {**os.environ, "EXHUNT_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+            for _ in range(2)]
+    count = runs[0].split()[0]
+    assert runs == [f"{count} True\n", f"{count} False\n"]
+
+
+def test_changed_rules_are_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path / "cache"))
+    first = compile_files([("t.yml", RULE.format(needle="/one.aspx", level="high"))], cached=True)
+    second = compile_files([("t.yml", RULE.format(needle="/two.aspx", level="low"))], cached=True)
+    assert first.rules[0].literals == frozenset({"/one.aspx"}) and str(first.rules[0].info.level) == "high"
+    assert second.rules[0].literals == frozenset({"/two.aspx"}) and str(second.rules[0].info.level) == "low"
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_broken_or_unwritable_caches_only_cost_a_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = [("t.yml", RULE.format(needle="/one.aspx", level="high"))]
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
+    compile_files(files, cached=True)
+    [entry] = tmp_path.iterdir()
+    for broken in ("{not json", '{"rules": []}', "[]"):
+        entry.write_text(broken, encoding="utf-8")
+        assert compile_files(files, cached=True).rules[0].literals == frozenset({"/one.aspx"})
+        assert json.loads(entry.read_text(encoding="utf-8"))["rules"]  # rewritten
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("", encoding="utf-8")
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(blocked / "cache"))  # its parent is a file: cannot be made
+    assert compile_files(files, cached=True).rules[0].literals == frozenset({"/one.aspx"})
+
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", "")
+    assert cache_dir() is None
+    assert compile_files(files, cached=True).rules[0].name == "T-1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", entry.name]
