@@ -34,7 +34,7 @@ from exhunt.files import (
 )
 from exhunt.files.iocs import shipped
 from exhunt.files.places import baseline_key, exchange_relative
-from exhunt.files.rules import RULES_DIR, compile_rules, parse_meta
+from exhunt.files.rules import RULES_DIR, compile_rules, parse_meta, shipped_infos
 from exhunt.files.scanner import escape
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
@@ -200,6 +200,7 @@ def test_exchange_relative_keys_like_css_baselines() -> None:
 def test_rules_compile_once_and_carry_metadata() -> None:
     rules = shipped_rules()
     assert rules is shipped_rules()
+    assert shipped_infos() == rules.infos  # listing the rules does not compile them
     ids = [info.id for info in rules.infos.values()]
     assert len(ids) == len(set(ids)) >= 20
     for info in rules.infos.values():

@@ -2,24 +2,19 @@
 
 A file that pySigma cannot parse, or a rule the matcher cannot evaluate, becomes a
 diagnostic naming the file and the reason; the other rules are still loaded. The rule form of
-a set of files (:mod:`exhunt.engine.sigma`) is cached in :func:`cache_dir`, keyed by the files'
-names and text, the lowering code and pySigma's version: a scan with unchanged rules neither
-imports pySigma nor parses YAML.
+a set of files (:mod:`exhunt.engine.sigma`) is cached (:mod:`exhunt.cache`): a scan with unchanged
+rules neither imports pySigma nor parses YAML.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import tempfile
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
-from importlib import resources, util
+from importlib import resources
 from pathlib import Path
 
+from exhunt import cache
 from exhunt.diagnostics import make
 from exhunt.engine.literals import CELLS
 from exhunt.engine.matcher import (
@@ -201,7 +196,7 @@ def shipped_rule_files() -> list[tuple[str, str]]:
     )
 
 
-@cache
+@functools.cache
 def shipped_rules() -> RuleSet:
     """The rules exhunt ships, compiled once per process."""
     return compile_files(shipped_rule_files(), cached=True)
@@ -229,15 +224,19 @@ def load_rules(extra_dirs: Sequence[str | Path] = ()) -> RuleSet:
 def compile_files(files: Iterable[tuple[str, str]], cached: bool = False) -> RuleSet:
     """Parse and compile Sigma files given as ``(path, text)``; with ``cached``, through the form cache."""
     files = list(files)
-    path = _cache_path(files) if cached else None
-    form = _read_cache(path) if path else None
-    if form is None:
+    entry = cache.entry("rules", _LOWERING, (("sigma", "pysigma"),), files) if cached else None
+    form = cache.read(entry) if entry else None
+    if not (isinstance(form, dict) and {"rules", "correlations", "problems"} <= form.keys()):
         from exhunt.engine.sigma import lower_files  # pySigma: only for files not seen before
 
         form = lower_files(files)
-        if path:
-            _write_cache(path, form)
+        if entry:
+            cache.write(entry, form)
     return compile_form(form)
+
+
+#: The modules whose code decides a file's form.
+_LOWERING = ("engine/sigma.py", "engine/taxonomy.py", "yamlio.py")
 
 
 def compile_form(form: Form) -> RuleSet:
@@ -267,72 +266,3 @@ def compile_form(form: Form) -> RuleSet:
 
 def _hide(rule: CompiledRule) -> CompiledRule:
     return replace(rule, hidden=True)
-
-
-def cache_dir() -> Path | None:
-    """Where rule forms are cached: ``$EXHUNT_CACHE_DIR`` (empty: no cache), else the user's cache folder."""
-    chosen = os.environ.get("EXHUNT_CACHE_DIR")
-    if chosen is not None:
-        return Path(chosen) if chosen else None
-    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "exhunt" / "cache"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exhunt"
-
-
-#: The modules whose code decides a file's form (a change to any of them makes every cached form stale).
-_LOWERING = ("engine/sigma.py", "engine/taxonomy.py", "yamlio.py")
-
-
-def _cache_path(files: list[tuple[str, str]]) -> Path | None:
-    folder = cache_dir()
-    if folder is None:
-        return None
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256(_pysigma_version().encode())
-    try:
-        for name in _LOWERING:
-            digest.update(hashlib.sha256((package / name).read_bytes()).digest())
-    except OSError:
-        return None
-    for name, text in files:
-        for part in (name, text):
-            encoded = part.encode("utf-8", "surrogatepass")
-            digest.update(len(encoded).to_bytes(8, "big") + encoded)
-    return folder / f"rules-{digest.hexdigest()[:40]}.json"
-
-
-def _pysigma_version() -> str:
-    """The installed pySigma's ``dist-info`` name (``importlib.metadata`` alone costs more than the cache saves)."""
-    spec = util.find_spec("sigma")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        for entry in os.scandir(Path(location).parent):
-            if entry.name.lower().startswith("pysigma-") and entry.name.endswith(".dist-info"):
-                return entry.name
-    return "unknown"
-
-
-def _read_cache(path: Path) -> Form | None:
-    try:
-        form = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logging.getLogger(__name__).debug("rule cache %s unreadable (%s): parsing the rules", path, exc)
-        return None
-    return form if isinstance(form, dict) and {"rules", "correlations", "problems"} <= form.keys() else None
-
-
-def _write_cache(path: Path, form: Form) -> None:
-    """Write atomically; a cache that cannot be written only costs the next run the parse."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(form, out, separators=(",", ":"))
-            os.replace(temporary, path)
-        except OSError:
-            os.unlink(temporary)
-            raise
-    except OSError as exc:
-        logging.getLogger(__name__).debug("rule cache %s not written: %s", path, exc)

@@ -15,7 +15,7 @@ from exhunt.files.baseline import BASELINE_RULE, Baseline, build_baseline, load_
 from exhunt.files.collect import Collected, collect
 from exhunt.files.iocs import IocSet, load_iocs
 from exhunt.files.places import PLACES, relevant
-from exhunt.files.rules import FileRules, compile_rules, shipped_rules
+from exhunt.files.rules import FileRules, compile_rules, shipped_infos, shipped_rules
 from exhunt.files.scanner import DEFAULT_MAX_BYTES, FileScan, scan_files
 from exhunt.model import RuleInfo
 
@@ -44,5 +44,5 @@ def file_rules() -> tuple[RuleInfo, ...]:
     """Every rule the file-tree scan can report: YARA content rules, IOC classes and the baseline rule."""
     from exhunt.files.iocs import shipped
 
-    content = tuple(sorted(shipped_rules().infos.values(), key=lambda info: info.id))
+    content = tuple(sorted(shipped_infos().values(), key=lambda info: info.id))
     return (*content, *shipped().rules(), BASELINE_RULE)

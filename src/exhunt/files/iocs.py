@@ -142,7 +142,7 @@ def _sources(found: tuple[Indicator, ...]) -> str:
 def load_iocs(path: str | Path | None = None) -> IocSet:
     """Load an indicator table (the shipped one by default); raises ``ValueError`` if it is malformed."""
     text = Path(path or SHIPPED_FILE).read_text(encoding="utf-8")
-    data = yamlio.load(text)
+    data = yamlio.load(text, cached=True)
     if not isinstance(data, dict):
         raise ValueError("IOC file is not a mapping")
     hashes: dict[str, list[Indicator]] = {}

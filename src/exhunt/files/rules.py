@@ -70,19 +70,34 @@ def compile_rules(directory: str | Path = RULES_DIR) -> FileRules:
     compiler = yara_x.Compiler()
     for name in EXTERNALS:
         compiler.define_global(name, "")
+    sources = _sources(directory)
+    for origin, text in sources:
+        compiler.add_source(text, origin=origin)
+    return FileRules(compiler.build(), _infos(sources))
+
+
+def _sources(directory: str | Path) -> list[tuple[str, str]]:
+    return [(str(path), path.read_text(encoding="utf-8")) for path in sorted(Path(directory).glob("*.yar"))]
+
+
+def _infos(sources: list[tuple[str, str]]) -> dict[str, RuleInfo]:
     infos: dict[str, RuleInfo] = {}
-    for path in sorted(Path(directory).glob("*.yar")):
-        text = path.read_text(encoding="utf-8")
-        compiler.add_source(text, origin=str(path))
-        infos.update(parse_meta(text, str(path)))
+    for origin, text in sources:
+        infos.update(parse_meta(text, origin))
     ids = [info.id for info in infos.values()]
     duplicated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
     if duplicated:
         raise ValueError(f"duplicate rule ids: {', '.join(duplicated)}")
-    return FileRules(compiler.build(), infos)
+    return infos
 
 
 @cache
 def shipped_rules() -> FileRules:
     """The rules shipped with exhunt, compiled once per process."""
     return compile_rules()
+
+
+@cache
+def shipped_infos() -> dict[str, RuleInfo]:
+    """The shipped rules' metadata, without compiling them (listing rules needs no scanner)."""
+    return _infos(_sources(RULES_DIR))

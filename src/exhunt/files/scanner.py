@@ -123,17 +123,18 @@ def scan_files(collection: Collection, *, baseline: Baseline | None = None, max_
     """
     if max_bytes <= 0:
         raise ValueError("max_bytes must be positive")
-    rules = rules or shipped_rules()
     iocs = iocs or shipped()
+    chosen = [(evidence, place) for evidence in collection.files
+              if (place := relevant(evidence.path, iocs.path_listed)) is not None]
+    if not chosen:  # e.g. a log-only collection: the YARA rules are not compiled
+        return FileScan((), 0, 0, ())
+    rules = rules or shipped_rules()
     scanner = rules.scanner()
     small_kinds = iocs.small_hash_kinds
     findings: list[Finding] = []
     problems: list[Diagnostic] = []
     examined = total = 0
-    for evidence in collection.files:
-        place = relevant(evidence.path, iocs.path_listed)
-        if place is None:
-            continue
+    for evidence, place in chosen:
         file_diags = diag.FileDiagnostics(evidence.path)
         try:
             read = _read(evidence, max_bytes, small_kinds)

@@ -1,4 +1,5 @@
-"""The rule-form cache: cached rules behave as freshly parsed ones, and a stale or broken cache is never used."""
+"""The cache of parsed rules and YAML data: cached data behaves as freshly parsed data, and a stale or broken
+entry is never used."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from exhunt.engine.rules import RuleSet, cache_dir, compile_files, shipped_rule_files
+from exhunt import yamlio
+from exhunt.cache import folder
+from exhunt.engine.rules import RuleSet, compile_files, shipped_rule_files
 from exhunt.engine.sigma import lower_files
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -96,6 +100,18 @@ def test_broken_or_unwritable_caches_only_cost_a_parse(tmp_path: Path, monkeypat
     assert compile_files(files, cached=True).rules[0].literals == frozenset({"/one.aspx"})
 
     monkeypatch.setenv("EXHUNT_CACHE_DIR", "")
-    assert cache_dir() is None
+    assert folder() is None
     assert compile_files(files, cached=True).rules[0].name == "T-1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", entry.name]
+
+
+def test_yaml_data_is_cached_only_when_json_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
+    text = "a: [1, 'x', 2.5]\nb: {c: null, d: true}\n"
+    assert yamlio.load(text, cached=True) == yamlio.load(text) == {"a": [1, "x", 2.5], "b": {"c": None, "d": True}}
+    [entry] = tmp_path.iterdir()
+    entry.write_text('{"data": {"a": "from the cache"}}', encoding="utf-8")
+    assert yamlio.load(text, cached=True) == {"a": "from the cache"}
+    assert yamlio.load("when: 2021-03-02\n", cached=True) == {"when": date(2021, 3, 2)}
+    assert yamlio.load("1: one\n", cached=True) == {1: "one"}
+    assert list(tmp_path.iterdir()) == [entry]

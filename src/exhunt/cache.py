@@ -1,0 +1,87 @@
+"""A cache of data derived from text exhunt parses at every start (Sigma rules, the IOC table), kept as JSON.
+
+Entries are named by a digest of everything that decides their content (the texts, the code that
+derives them, the versions of the libraries it calls), so an entry is never stale, only unused.
+JSON is data: reading an entry runs no code. The folder is ``$EXHUNT_CACHE_DIR`` (empty: no cache),
+else the user's cache folder; a cache that cannot be read or written only costs the parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import util
+from pathlib import Path
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def folder() -> Path | None:
+    """Where entries are kept; ``None`` when caching is off."""
+    chosen = os.environ.get("EXHUNT_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "exhunt" / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exhunt"
+
+
+def entry(kind: str, code: tuple[str, ...], libraries: tuple[tuple[str, str], ...],
+          texts: list[tuple[str, str]]) -> Path | None:
+    """The entry of ``kind`` derived from ``texts`` (``(name, text)`` pairs) by exhunt's modules ``code``
+    (paths below the package) and ``libraries`` (``(import name, distribution name)``)."""
+    where = folder()
+    if where is None:
+        return None
+    digest = hashlib.sha256()
+    try:
+        for name in code:
+            digest.update(hashlib.sha256((PACKAGE / name).read_bytes()).digest())
+    except OSError:
+        return None
+    for module, distribution in libraries:
+        digest.update(_installed(module, distribution).encode())
+    for name, text in texts:
+        for part in (name, text):
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    return where / f"{kind}-{digest.hexdigest()[:40]}.json"
+
+
+def _installed(module: str, distribution: str) -> str:
+    """The ``dist-info`` folder name (hence version) of an installed library, found beside its package
+    (``importlib.metadata`` alone costs more than a cache hit saves)."""
+    spec = util.find_spec(module)
+    prefix = distribution.lower().replace("-", "_") + "-"
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        for found in os.scandir(Path(location).parent):
+            name = found.name.lower().replace("-", "_")
+            if name.startswith(prefix) and name.endswith(".dist_info"):
+                return found.name
+    return f"{distribution} unknown"
+
+
+def read(path: Path) -> Any:
+    """The data of an entry; ``None`` if there is none or it is unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write(path: Path, data: Any) -> None:
+    """Write an entry atomically; nothing happens if it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(data, out, separators=(",", ":"))
+            os.replace(temporary, path)
+        except (OSError, TypeError, ValueError):
+            os.unlink(temporary)
+    except OSError:
+        pass
