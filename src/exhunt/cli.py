@@ -11,14 +11,13 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from exhunt import __version__
 from exhunt.analysis.scope import scope_of
@@ -28,17 +27,21 @@ from exhunt.engine.rules import load_rules
 from exhunt.files import build_baseline, collect
 from exhunt.layouts import discover
 from exhunt.model import Level, ScanResult
-from exhunt.outputs import console as console_out
 from exhunt.outputs.common import json_line
 from exhunt.outputs.contract import write_json, write_output_dir
-from exhunt.scan import StrictStop, rule_infos, scan
+from exhunt.scan import Progress, StrictStop, rule_infos, scan
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_ERROR, EXIT_STRICT, EXIT_FINDINGS = 0, 1, 2, 3
 LEVELS = [str(level) for level in Level]
 
 
 def _console(stderr: bool) -> Console:
-    """A console that only colours a real terminal and honours NO_COLOR."""
+    """A console that only colours a real terminal and honours NO_COLOR (rich is imported only to print)."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     colour = stream.isatty() and not os.environ.get("NO_COLOR")
     return Console(file=stream, no_color=not colour, highlight=False,
@@ -94,15 +97,8 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
-    err = _console(stderr=True)
     command = shlex.join(["exhunt", *sys.argv[1:]])
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
-        task = bar.add_task("scanning", total=None)
-
-        def progress(path: str, index: int, total: int) -> None:
-            bar.update(task, completed=index, total=total, description=f"scanning {Path(path).name[:40]}")
-
+    with _progress_bar(shown=not quiet) as progress:
         try:
             result = scan(paths, host=host, since=window[0], until=window[1], rule_dirs=rule_dirs,
                           strict=strict, prefilter=not no_prefilter, pivot=not no_pivot, jobs=jobs, baseline=baseline,
@@ -123,9 +119,30 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
         if json_out != "-":
             written.append(Path(json_out))
     if not quiet:
+        from exhunt.outputs import console as console_out
+
         console_out.render(result, _console(stderr=json_out == "-"), verbose, written, scope)
     if fail_on and any(f.rule.level >= Level.parse(fail_on) for f in result.findings):
         raise SystemExit(EXIT_FINDINGS)
+
+
+@contextmanager
+def _progress_bar(shown: bool) -> Iterator[Progress | None]:
+    """A progress callback drawing a bar on stderr when it is a terminal; ``None`` otherwise."""
+    err = _console(stderr=True) if shown else None
+    if err is None or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def progress(path: str, index: int, total: int) -> None:
+            bar.update(task, completed=index, total=total, description=f"scanning {Path(path).name[:40]}")
+
+        yield progress
 
 
 def _collect(result: ScanResult, paths: tuple[str, ...], folder: Path) -> list[Path]:
@@ -158,6 +175,8 @@ def report_command(case_file: str, output: str | None, json_out: str | None, qui
         if json_out != "-":
             written.append(Path(json_out))
     if not quiet:
+        from exhunt.outputs import console as console_out
+
         console_out.render(result, _console(stderr=json_out == "-"), 0, written, scope)
 
 
@@ -196,6 +215,8 @@ def timeline_command(paths: tuple[str, ...], case_file: str | None, since: str |
         for row in rows:
             click.echo(json_line(row.to_dict()))
         return
+    from exhunt.outputs import console as console_out
+
     out = _console(stderr=False)
     out.print(console_out.timeline_table(rows))
     out.print(f"{len(rows)} row(s), {len(result.hosts)} host(s), {len(result.diagnostics)} diagnostic(s)"
@@ -212,6 +233,8 @@ def baseline_command(root: str, output: str, build: str) -> None:
     collections, problems = discover([root])
     known_good = build_baseline(collections, build=build)
     known_good.save(output)
+    from rich.markup import escape
+
     out = _console(stderr=False)
     out.print(f"{len(known_good)} files recorded in {output}", highlight=False)
     for problem in (*problems, *known_good.unreadable):
@@ -222,6 +245,9 @@ def baseline_command(root: str, output: str, build: str) -> None:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR", help="Also load Sigma rules from DIR.")
 def rules_command(rule_dirs: tuple[str, ...]) -> None:
     """List the detection rules, and any that could not be loaded."""
+    from rich.markup import escape
+    from rich.table import Table
+
     ruleset = load_rules(rule_dirs)
     out = _console(stderr=False)
     table = Table(title=f"exhunt {__version__}: rules")
