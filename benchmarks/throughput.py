@@ -18,6 +18,7 @@ checks recall and precision against ``OUT_DIR.truth.json``::
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import json
 import os
@@ -28,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import exhunt as exhunt_package
 
 
 def log_files(root: Path) -> list[Path]:
@@ -114,7 +117,13 @@ def main() -> None:
     rows.append(("naive csv reader", timed(lambda: naive(files), args.repeat)))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        startup, _ = exhunt(tiny_copy(files, args.root, work / "tiny"), 1, work / "t.json", args.repeat)
+        # exhunt as installed and run before: byte-compiled (pip does that at install time, and
+        # PYTHONDONTWRITEBYTECODE may keep an editable install from it) and with its rule cache filled
+        compileall.compile_dir(Path(exhunt_package.__file__).parent, quiet=1)
+        os.environ["EXHUNT_CACHE_DIR"] = str(work / "cache")
+        tiny = tiny_copy(files, args.root, work / "tiny")
+        exhunt(tiny, 1, work / "t.json", 1)
+        startup, _ = exhunt(tiny, 1, work / "t.json", args.repeat)
         runs = {}
         for jobs in sorted({1, args.jobs}):
             for extra in (("--no-pivot",), ()):

@@ -6,7 +6,6 @@ the evidence; 3 ``--fail-on`` found findings at or above the given level.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
@@ -95,7 +94,10 @@ def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | Non
                  strict: bool, jobs: int, no_prefilter: bool, no_pivot: bool, baseline: str | None,
                  case_file: str | None, collect_dir: str | None, quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, stream=sys.stderr)
+    if verbose > 1:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     window = (_utc(since, "--from"), _utc(until, "--to"))
     command = shlex.join(["exhunt", *sys.argv[1:]])
     with _progress_bar(shown=not quiet) as progress:

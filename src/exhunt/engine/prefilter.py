@@ -85,10 +85,9 @@ class Prefilter:
         self._benign = benign
         self._cells = cells
         self._separator = separator
-        #: A line holding one of these may not split into its values at the separator (CSV: bytes found
-        #: faster one by one; IIS: anything but printable ASCII and spaces).
-        self._unplain: tuple[bytes, ...] | re.Pattern[bytes] = (
-            (b'"', b"\x00", b"\r") if separator == b"," else re.compile(rb"[^\x20-\x7e]"))
+        #: Bytes from which on a line may not split into its values at the separator (CSV: a quote, which may
+        #: hold commas, a NUL or a bare CR, which the reader handles apart; IIS: anything but printable ASCII).
+        self._unplain = re.compile(rb'["\x00\r]' if separator == b"," else rb"[^\x20-\x7e]")
         self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
         self._verdicts: dict[tuple[int, str], bool] = {}
         self._dbs: dict[frozenset[int], hyperscan.Database] = {}
@@ -199,23 +198,27 @@ class Prefilter:
 
     def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]]) -> bool:
         """Whether every hit of the line ``window[begin:stop]`` is a literal in a benign cell."""
-        if any(not 0 <= ident < len(self.literals) for ident, _ in hits):
-            return False  # a structure line or the first data line
+        count = len(self.literals)
+        for ident, _ in hits:
+            if not 0 <= ident < count:
+                return False  # a structure line or the first data line
         end = stop
         while end > begin and window[end - 1] in b"\r\n":
             end -= 1
-        unplain = self._unplain
-        if (any(window.find(byte, begin, end) >= 0 for byte in unplain) if isinstance(unplain, tuple)
-                else unplain.search(window, begin, end) is not None):
-            # quoted cells may hold commas (and CSV rejects a NUL or a bare CR; IIS tokens split at any
-            # white space): split as the reader does, if that is known
-            return self._cells is not None and self._ignorable_cells(window[begin:end].decode("utf-8", "replace"),
-                                                                     hits)
+        # pieces that end before the first unplain byte split at the separator (nothing before is quoted)
+        unplain = self._unplain.search(window, begin, end)
+        plain = end if unplain is None else unplain.start()
         separator = self._separator
         for ident, to in hits:
             left = window.rfind(separator, begin, to - self._lengths[ident]) + 1 or begin
             right = window.find(separator, to, end)
-            if not self._verdict(ident, window[left:end if right < 0 else right].decode("utf-8", "replace")):
+            right = end if right < 0 else right
+            if right > plain:
+                # quoted cells may hold commas (and CSV rejects a NUL or a bare CR; IIS tokens split at any
+                # white space): split as the reader does, if that is known
+                return self._cells is not None and self._ignorable_cells(
+                    window[begin:end].decode("utf-8", "replace"), hits)
+            if not self._verdict(ident, window[left:right].decode("utf-8", "replace")):
                 return False
         return True
 
