@@ -1,6 +1,6 @@
 """YAML through libyaml when PyYAML was built with it (parsing the shipped rules and IOC table is most of
 exhunt's start-up time otherwise), and through the cache (:mod:`exhunt.cache`) for data read at every
-start. Safe loading and dumping only."""
+start. Safe loading only."""
 
 from __future__ import annotations
 
@@ -29,13 +29,6 @@ def load_all(text: str) -> list[Any]:
     import yaml
 
     return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
-
-
-def dump_all(documents: list[Any], **options: Any) -> str:
-    """``documents`` as a multi-document YAML text."""
-    import yaml
-
-    return yaml.dump_all(documents, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **options)
 
 
 def _json_keeps(data: Any) -> bool:

@@ -281,14 +281,15 @@ def _string_shape(node: Form) -> tuple[str, str] | None:
     return _shape(_trimmed(list(node["value"]["parts"])), str.lower)
 
 
-_STAR = {"wildcard": "*"}
+#: The ``*`` wildcard part of a string value.
+STAR = {"wildcard": "*"}
 
 
 def _trimmed(parts: list[str | Form]) -> list[str | Form]:
     """Wildcard parts without repeated ``*`` at either end."""
-    while len(parts) > 1 and parts[0] == _STAR and parts[1] == _STAR:
+    while len(parts) > 1 and parts[0] == STAR and parts[1] == STAR:
         parts.pop(0)
-    while len(parts) > 1 and parts[-1] == _STAR and parts[-2] == _STAR:
+    while len(parts) > 1 and parts[-1] == STAR and parts[-2] == STAR:
         parts.pop()
     return parts
 
@@ -296,11 +297,11 @@ def _trimmed(parts: list[str | Form]) -> list[str | Form]:
 def _shape(parts: list[str | Form], fold: Callable[[str], str]) -> tuple[str, str] | None:
     if all(isinstance(p, str) for p in parts):
         return "equals", fold("".join(parts))  # type: ignore[arg-type]
-    if len(parts) == 3 and parts[0] == _STAR and parts[2] == _STAR and isinstance(parts[1], str):
+    if len(parts) == 3 and parts[0] == STAR and parts[2] == STAR and isinstance(parts[1], str):
         return "contains", fold(parts[1])
-    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] == _STAR:
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] == STAR:
         return "startswith", fold(parts[0])
-    if len(parts) == 2 and parts[0] == _STAR and isinstance(parts[1], str):
+    if len(parts) == 2 and parts[0] == STAR and isinstance(parts[1], str):
         return "endswith", fold(parts[1])
     return None
 
@@ -343,7 +344,7 @@ def _value_test(value: Form, keyword: bool) -> ValueTest:
 
 
 def _string_test(parts: list[str | Form], cased: bool, keyword: bool) -> ValueTest:
-    parts = [_STAR, *parts, _STAR] if keyword else list(parts)
+    parts = [STAR, *parts, STAR] if keyword else list(parts)
     fold: Callable[[str], str] = (lambda text: text) if cased else str.lower
     parts = _trimmed(parts)
     shape = _shape(parts, fold)
@@ -361,7 +362,7 @@ def _string_test(parts: list[str | Form], cased: bool, keyword: bool) -> ValueTe
 
 
 def _wildcard_regex(parts: list[str | Form]) -> str:
-    return "".join(re.escape(part) if isinstance(part, str) else ".*" if part == _STAR else "." for part in parts)
+    return "".join(re.escape(part) if isinstance(part, str) else ".*" if part == STAR else "." for part in parts)
 
 
 def _number_test(number: int | float) -> ValueTest:
