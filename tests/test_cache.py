@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exhunt import yamlio
+from exhunt import cache, yamlio
 from exhunt.cache import folder
 from exhunt.engine.rules import RuleSet, compile_files, shipped_rule_files
 from exhunt.engine.sigma import lower_files
@@ -115,3 +115,16 @@ def test_yaml_data_is_cached_only_when_json_keeps_it(tmp_path: Path, monkeypatch
     assert yamlio.load("when: 2021-03-02\n", cached=True) == {"when": date(2021, 3, 2)}
     assert yamlio.load("1: one\n", cached=True) == {1: "one"}
     assert list(tmp_path.iterdir()) == [entry]
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
+    entries = [cache.entry("t", (), (), [("", str(n))]) for n in range(cache.KEPT + 3)]
+    for moment, entry in enumerate(entries):
+        cache.write(entry, {"n": moment})
+        os.utime(entry, ns=(moment * 10**9, moment * 10**9))
+    assert cache.read(entries[0]) is None  # evicted by later writes
+    kept = sorted(tmp_path.iterdir())
+    assert kept == sorted(entries[3:]) and cache.read(entries[3]) == {"n": 3}
+    cache.write(entries[0], {"n": 0})  # entries[3] was just read: entries[4] is now the least recently used
+    assert entries[4] not in set(tmp_path.iterdir()) and {entries[0], entries[3]} <= set(tmp_path.iterdir())

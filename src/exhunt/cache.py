@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
+#: Entries kept per kind, the most recently used (each set of rule files read makes one).
+KEPT = 8
 
 
 def folder() -> Path | None:
@@ -65,11 +67,13 @@ def _installed(module: str, distribution: str) -> str:
 
 
 def read(path: Path) -> Any:
-    """The data of an entry; ``None`` if there is none or it is unreadable."""
+    """The data of an entry (marked as used); ``None`` if there is none or it is unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        os.utime(path)
     except (OSError, ValueError):
         return None
+    return data
 
 
 def write(path: Path, data: Any) -> None:
@@ -83,5 +87,10 @@ def write(path: Path, data: Any) -> None:
             os.replace(temporary, path)
         except (OSError, TypeError, ValueError):
             os.unlink(temporary)
+            return
+        kind = path.name.split("-", 1)[0]
+        entries = sorted(path.parent.glob(f"{kind}-*.json"), key=lambda entry: entry.stat().st_mtime_ns)
+        for stale in entries[:-KEPT]:
+            stale.unlink(missing_ok=True)
     except OSError:
         pass
