@@ -110,9 +110,11 @@ def _quality(literal: str) -> int:
     return len(literal)
 
 
-def _strength(literals: frozenset[str]) -> tuple[int, int]:
-    """Prefer sets whose weakest literal is most selective, then smaller sets."""
-    return (min(_quality(lit) for lit in literals), -len(literals))
+def _strength(literals: frozenset[str]) -> tuple[int, int, tuple[int, ...]]:
+    """Prefer sets whose weakest literal is most selective, then smaller sets, then sets whose other literals
+    are more selective (``%`` goes with every literal of a decoded field: then the literal decides)."""
+    qualities = tuple(sorted(_quality(lit) for lit in literals))
+    return (qualities[0], -len(literals), qualities)
 
 
 def _value_literal(value: dict[str, Any]) -> str | None:
