@@ -264,7 +264,8 @@ def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path:
         gen_logs.write_httpproxy(generated, 2 << 20, attack_every=40, seed=5)
     examples = [p for p in EXAMPLES.rglob("*") if p.is_file() and classify_path(str(p).replace("/", "\\")) == kind]
     rules = shipped_rules()
-    prefilter, select = rules.prefilter(kind), rules.selector(kind)
+    # every line holding a literal, not only those whose fields do not rule out the rules it selects
+    prefilter, select = Prefilter(rules.prefilter(kind).literals), rules.selector(kind)
     compared = 0
     for path in [generated, *examples]:
         found = LineHits()
@@ -281,7 +282,11 @@ def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path:
     assert examples and compared > 100
 
 
-def test_iis_tokens_that_rule_out_every_rule_are_skipped(tmp_path: Path) -> None:
+def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens rule rules out (piece by piece, or all of a line's fields under the ``#Fields:`` line in force,
+    also in a part of a file cut for several processes); the findings are those of parsing every line."""
+    import exhunt.scan
     import logfmt
 
     rows = [
@@ -290,7 +295,10 @@ def test_iis_tokens_that_rule_out_every_rule_are_skipped(tmp_path: Path) -> None
         {"cs-uri-stem": "/owa/x.png", "c-ip": "198.51.100.7", "sc-status": "200"},  # the export hunt's request
         # not ASCII after the stem's token: that token is still the reader's, and decides
         {"cs-uri-stem": "/owa/", "c-ip": "198.51.100.7", "cs(User-Agent)": "Agent/\u00e9"},
-        {"cs-uri-stem": "/owa/caf\u00e9/", "c-ip": "198.51.100.7"},  # not ASCII in the hit's token: read
+        # the stem does not decide; the query (PL-WS-7-base wants none) or the client address does
+        {"cs-uri-stem": "/owa/service.svc", "cs-uri-query": "action=GetItem", "c-ip": "198.51.100.7"},
+        {"cs-uri-stem": "/owa/service.svc", "c-ip": "10.0.0.5"},
+        {"cs-uri-stem": "/owa/caf\u00e9.png", "c-ip": "198.51.100.7"},  # nothing rules it out: read
         {"cs-uri-stem": "/ecp/", "c-ip": "10.0.0.5"},  # the last row: always read
     ]
     host = tmp_path / "HOST"
@@ -299,7 +307,16 @@ def test_iis_tokens_that_rule_out_every_rule_are_skipped(tmp_path: Path) -> None
     with path.open("rb") as stream:
         candidates = [n - before - 1 for n, _ in
                       shipped_rules().prefilter("iis").lines(stream, FileDiagnostics("x"), LineCounts())]
-    assert [n for n in candidates if n >= 0] == [0, 2, 4, 5]
-    on, off = scan([str(host)], pivot=False), scan([str(host)], pivot=False, prefilter=False)
+    assert [n for n in candidates if n >= 0] == [0, 2, 6, 7]
+
+    # then the same requests under a header with stem and query swapped (thousands of them: cut into parts)
+    names = list(logfmt.IIS_FIELDS)
+    names[4:6] = names[5], names[4]
+    lines = [" ".join(logfmt.iis_line(row).split(" ")[logfmt.IIS_FIELDS.index(name)] for name in names)
+             .replace(".png", f"{copy}.png") for copy in range(500) for row in rows[1:-1]]  # PL-WS-7: <= 2 a file
+    with path.open("ab") as out:
+        out.write(("#Fields: " + " ".join(names) + "\r\n" + "\r\n".join(lines) + "\r\n").encode())
+    monkeypatch.setattr(exhunt.scan, "SPLIT_BYTES", 64 << 10)
+    on, off = scan([str(host)], pivot=False, jobs=2), scan([str(host)], pivot=False, prefilter=False)
     assert signature(on) == signature(off)
-    assert {f.rule.id for f in on.findings} == {"PL-WS-7"}
+    assert {f.rule.id for f in on.findings} == {"PL-WS-7"} and len(on.findings) == 2 + 2 * 500

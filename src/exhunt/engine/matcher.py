@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -63,6 +63,9 @@ class CompiledRule:
     refutes: Callable[[str], bool] | None = None
     #: For event-log rules: the events the logsource admits (tested first by ``match`` too).
     channels: Channels | None = None
+    #: Whether a line with these field values (all of them, as its reader gives them) cannot match
+    #: (``None``: no condition of the rule reads one field alone).
+    refuted: Callable[[Mapping[str, str]], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,19 +105,33 @@ def compile_rule(form: Form) -> CompiledRule:
         gate, detection = channels, predicate
         predicate = lambda record: (admits(gate, record.fields.get("Channel", ""),  # noqa: E731
                                            record.fields.get("EventID", "")) and detection(record))
+    if channels is not None:
+        return CompiledRule(rule_info(form["info"]), kind, predicate, tuple(form["fields"]), form["name"],
+                            channels=channels)
+    single = _single_field_tests(tree)
     return CompiledRule(
         info=rule_info(form["info"]),
         kind=kind,
         match=predicate,
         fields=tuple(form["fields"]),
         name=form["name"],
-        literals=None if channels is not None else required(tree, kind),
-        refutes=None if channels is not None else _refuter(tree, kind),
-        channels=channels,
+        literals=required(tree, kind),
+        refutes=_refuter(tree, kind, single),
+        refuted=_line_refuter(single),
     )
 
 
-def _refuter(tree: Form, kind: str) -> Callable[[str], bool] | None:
+def _single_field_tests(tree: Form) -> list[tuple[str, Predicate]]:
+    """The rule's top-level conjuncts that read one field each, with that field."""
+    tests = []
+    for conjunct in _conjuncts(tree):
+        names = _field_names(conjunct)
+        if names is not None and len(names) == 1:
+            tests.append((next(iter(names)), _compile_node(conjunct)))
+    return tests
+
+
+def _refuter(tree: Form, kind: str, single: list[tuple[str, Predicate]]) -> Callable[[str], bool] | None:
     """For a rule whose literals come from tests of named fields: a test of whether one piece of a line (a
     CSV cell, an IIS token), made the value of any one of those fields, makes one of the rule's top-level
     conjuncts that read only that field false.
@@ -126,8 +143,7 @@ def _refuter(tree: Form, kind: str) -> Callable[[str], bool] | None:
     names = literal_fields(tree, kind)
     if names is None or names & JOINED_FIELDS:
         return None
-    conjuncts = list(_conjuncts(tree))
-    deciders = {name: tuple(_compile_node(c) for c in conjuncts if _field_names(c) == {name}) for name in names}
+    deciders = {name: tuple(test for field, test in single if field == name) for name in names}
     if not all(deciders.values()):
         return None
 
@@ -140,6 +156,22 @@ def _refuter(tree: Form, kind: str) -> Callable[[str], bool] | None:
         return True
 
     return refutes
+
+
+def _line_refuter(single: list[tuple[str, Predicate]]) -> Callable[[Mapping[str, str]], bool] | None:
+    """A test of whether a line's field values (all of them, as its reader gives them) make one of the rule's
+    top-level conjuncts that read one field false."""
+    if not single:
+        return None
+
+    def refuted(values: Mapping[str, str]) -> bool:
+        for name, test in single:
+            value = values.get(name)
+            if not test(Record(0, None, {} if value is None else {name: value}, "")):
+                return True
+        return False
+
+    return refuted
 
 
 def _conjuncts(node: Form) -> Iterator[Form]:

@@ -76,14 +76,21 @@ class Prefilter:
     """A compiled literal set; :meth:`lines` yields the candidate lines of one file."""
 
     def __init__(self, literals: Iterable[str], benign: Callable[[str, str], bool] | None = None,
-                 cells: Callable[[str], list[str]] | None = None, separator: bytes = b",") -> None:
+                 cells: Callable[[str], list[str]] | None = None, separator: bytes = b",",
+                 header: Callable[[str], tuple[str, ...] | None] | None = None,
+                 judge: Callable[[tuple[str, ...], tuple[str, ...], str], bool] | None = None) -> None:
         """``benign(literal, piece)``, for logs whose field values are pieces of the line between
         ``separator`` bytes (``literals.CELLS``): whether a hit of ``literal`` inside that piece selects no
         rule (a line whose every hit is benign is then not a candidate); ``cells`` splits a CSV line that
-        holds quotes into its values as the reader does."""
+        holds quotes into its values as the reader does. For a line its pieces do not decide:
+        ``judge(literals, fields, line)``, whether no rule those literals select can match the line under
+        the field names ``fields``, which the last header line set (``header(line)``: the names a
+        header line sets, ``None`` for other lines)."""
         self.literals = _shortest(literals)
         self._benign = benign
         self._cells = cells
+        self._header = header
+        self._judge = judge
         self._separator = separator
         #: Bytes from which on a line may not split into its values at the separator (CSV: a quote, which may
         #: hold commas, a NUL or a bare CR, which the reader handles apart; IIS: anything but printable ASCII).
@@ -121,8 +128,11 @@ class Prefilter:
             filled = _read_into(stream, memoryview(buffer))
             if part is not None and part.start > 0:
                 yield from part.context
+                columns = None
+                for _, text in part.context:
+                    columns = self._columns(text, columns)
                 yield from self._scan(buffer, filled, stream, diags, counts, found, wanted, refused,
-                                      part.lines_before, True)
+                                      part.lines_before, True, columns)
                 return
             if buffer[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
                 counts.full = True  # not what Exchange writes: decode everything the slow way
@@ -136,7 +146,8 @@ class Prefilter:
 
     def _scan(self, buffer: bytearray, filled: int, stream: IO[bytes], diags: FileDiagnostics, counts: LineCounts,
               found: LineHits, wanted: Callable[[tuple[str, ...]], bool] | None, refused: frozenset[str],
-              lines_before: int = 0, part_start: bool = False) -> Iterator[tuple[int, str]]:
+              lines_before: int = 0, part_start: bool = False,
+              columns: tuple[str, ...] | None = None) -> Iterator[tuple[int, str]]:
         number, yielded = lines_before, lines_before
         seen_data = lines_before > 0 or part_start
         last: tuple[int, bytes] | None = None
@@ -163,7 +174,7 @@ class Prefilter:
                 if dead and not (here := [hit for hit in here if hit[0] not in dead]):
                     continue
                 stop = window.find(b"\n", begin, size) + 1 or size
-                if self._benign is not None and self._ignorable(window, begin, stop, here):
+                if (self._benign or self._judge) and self._ignorable(window, begin, stop, here, columns):
                     continue
                 literals = self._found(here)
                 if wanted is not None and literals and not wanted(literals):
@@ -173,6 +184,8 @@ class Prefilter:
                 previous = begin
                 text = decode_line(window[begin:stop], diags, line)
                 header = _is_header(text)
+                if header:
+                    columns = self._columns(text, columns)
                 if not text or header:
                     counts.directives += 1  # every such line is a candidate: not a data line
                 if header and seen_data:
@@ -196,8 +209,14 @@ class Prefilter:
         literals = self.literals
         return tuple(sorted({literals[ident] for ident, _ in hits if 0 <= ident < len(literals)}))
 
-    def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]]) -> bool:
-        """Whether every hit of the line ``window[begin:stop]`` is a literal in a benign cell."""
+    def _columns(self, line: str, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """The field names in force after ``line``."""
+        return (self._header(line) or columns) if self._header is not None else None
+
+    def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]],
+                   columns: tuple[str, ...] | None) -> bool:
+        """Whether no rule the hits of the line ``window[begin:stop]`` select can match it: every hit is a
+        literal in a benign piece, or ``judge`` says so from the line's fields."""
         count = len(self.literals)
         for ident, _ in hits:
             if not 0 <= ident < count:
@@ -205,6 +224,18 @@ class Prefilter:
         end = stop
         while end > begin and window[end - 1] in b"\r\n":
             end -= 1
+        if self._benign is not None and self._benign_pieces(window, begin, end, hits):
+            return True
+        if self._judge is None or columns is None:
+            return False
+        try:
+            text = window[begin:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return False  # the reader reports it
+        return self._judge(self._found(hits), columns, text)
+
+    def _benign_pieces(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
+        """Whether every hit of the line ``window[begin:end]`` is a literal in a benign piece."""
         # pieces that end before the first unplain byte split at the separator (nothing before is quoted)
         unplain = self._unplain.search(window, begin, end)
         plain = end if unplain is None else unplain.start()

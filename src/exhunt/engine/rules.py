@@ -28,6 +28,7 @@ from exhunt.engine.matcher import (
 )
 from exhunt.engine.prefilter import Prefilter
 from exhunt.model import Diagnostic, Record, RuleInfo
+from exhunt.readers import w3c
 from exhunt.readers.exchange_csv import split_cells
 
 
@@ -59,7 +60,9 @@ class RuleSet:
             pieces = CELLS.get(kind)
             benign = _benign_cells(rules) if pieces else None
             splitter = split_cells if pieces == b"," else None
-            self._prefilters[kind] = (Prefilter(frozenset().union(*literal_sets), benign, splitter, pieces or b",")
+            header, values = _LINE_FIELDS.get(kind, (None, None))
+            self._prefilters[kind] = (Prefilter(frozenset().union(*literal_sets), benign, splitter, pieces or b",",
+                                                header, _benign_lines(rules, values) if values else None)
                                       if provable else None)
         return self._prefilters[kind]
 
@@ -182,6 +185,26 @@ def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]
             if rule.refutes is None or not rule.refutes(piece):
                 return False
         return True
+
+    return benign
+
+
+#: Readers that tell the prefilter a line's fields: the names a header line sets, and a line's values.
+_LINE_FIELDS = {"iis": (w3c.header_fields, w3c.line_values)}
+
+
+def _benign_lines(rules: tuple[CompiledRule, ...],
+                  values_of: Callable[[tuple[str, ...], str], dict[str, str] | None]
+                  ) -> Callable[[tuple[str, ...], tuple[str, ...], str], bool]:
+    """Whether a line with these prefilter literals and field names has values, as its reader gives them, that
+    refute every rule those literals select (each through a condition on one field)."""
+    selector = RuleSelector(rules)
+
+    def benign(literals: tuple[str, ...], fields: tuple[str, ...], line: str) -> bool:
+        values = values_of(fields, line)
+        if values is None:
+            return False
+        return all(rule.refuted is not None and rule.refuted(values) for rule in selector.found(literals, line))
 
     return benign
 

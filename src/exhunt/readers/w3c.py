@@ -57,21 +57,41 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
             diags.add("EXH-R002", f"{len(tokens)} tokens for {len(fields)} fields", number)
             yield Record(number, None, {}, text)
             continue
-        values = {name: ("" if token == "-" else token) for name, token in zip(fields, tokens, strict=True)}
-        for name in PLUS_DECODED:
-            if name in values:
-                values[name] = values[name].replace("+", " ")
-        for name, alias in ALIASES.items():
-            if name in values:
-                values[alias] = values[name]
-        stem, query = values.get("cs-uri-stem", ""), values.get("cs-uri-query", "")
-        values[JOINED_URI] = f"{stem}?{query}" if query else stem
-        values[DECODED_URI] = unquote(values[JOINED_URI])
+        values = field_values(fields, tokens)
         moment = _time(values, default_day)
         if moment is None and ("time" in values or "date" in values):
             diags.add("EXH-R005", "unparseable date/time", number)
         facts.saw_time(moment)
         yield Record(number, moment, values, text)
+
+
+def field_values(fields: tuple[str, ...], tokens: list[str]) -> dict[str, str]:
+    """The fields of a request line split into as many tokens as there are ``fields``."""
+    values = {name: ("" if token == "-" else token) for name, token in zip(fields, tokens, strict=True)}
+    for name in PLUS_DECODED:
+        if name in values:
+            values[name] = values[name].replace("+", " ")
+    for name, alias in ALIASES.items():
+        if name in values:
+            values[alias] = values[name]
+    stem, query = values.get("cs-uri-stem", ""), values.get("cs-uri-query", "")
+    values[JOINED_URI] = f"{stem}?{query}" if query else stem
+    values[DECODED_URI] = unquote(values[JOINED_URI])
+    return values
+
+
+def header_fields(text: str) -> tuple[str, ...] | None:
+    """The field names a ``#Fields:`` line sets; ``None`` for any other line."""
+    if not text.startswith("#"):
+        return None
+    name, value = directive(text)
+    return tuple(value.split()) if name == "fields" else None
+
+
+def line_values(fields: tuple[str, ...], text: str) -> dict[str, str] | None:
+    """The fields :func:`read` gives a request line under ``fields``; ``None`` when it would give none."""
+    tokens = text.split()
+    return field_values(fields, tokens) if len(tokens) == len(fields) else None
 
 
 def _parse_day(text: str) -> date | None:
