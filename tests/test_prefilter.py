@@ -219,6 +219,27 @@ stage: probe
     assert compile_files([("k.yml", keyword)]).rules[0].refutes is None  # a raw-line test: no cell decides
 
 
+def test_a_rule_is_refuted_by_a_line_through_its_one_field_conditions_on_the_reader_values() -> None:
+    rule = """
+title: t
+name: R
+id: 2e1f4d7b-5c9f-4c1f-9a68-6d6c2b3f0a21
+logsource: {category: webserver, product: iis}
+detection:
+  selection: {cs-uri-stem|contains: '/owa/', cs-referer|exists: true}
+  either: [{c-ip: 192.0.2.1}, {sc-status: 500}]
+  condition: selection and either
+level: low
+stage: probe
+"""
+    refuted = compile_files([("r.yml", rule)]).rules[0].refuted
+    assert refuted is not None
+    assert refuted({"cs-uri-stem": "/ecp/", "cs-referer": ""})
+    assert refuted({"cs-uri-stem": "/owa/x"})  # no such field at all: ``exists`` is false
+    assert not refuted({"cs-uri-stem": "/owa/x", "cs-referer": ""})
+    # ``either`` reads two fields: no value of one of them decides it
+    assert not refuted({"cs-uri-stem": "/owa/x", "cs-referer": "", "c-ip": "10.0.0.1", "sc-status": "200"})
+
 def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: Path) -> None:
     import logfmt
 
