@@ -11,8 +11,9 @@ ProxyShell/ProxyNotShell URL forms after decoding as EOMTv2's ``{UrlDecode:{REQU
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from urllib.parse import unquote
 
 from exhunt.diagnostics import FileDiagnostics
@@ -65,19 +66,62 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
         yield Record(number, moment, values, text)
 
 
+class LineFields(Mapping[str, str]):
+    """The fields of a request line split into as many tokens as there are W3C ``fields``, each worked out
+    when asked for: ``-`` is empty, ``+`` a space in :data:`PLUS_DECODED` fields (and their aliases), and
+    the joined and decoded URI come from the stem and the query."""
+
+    __slots__ = ("_sources", "_tokens")
+
+    def __init__(self, fields: tuple[str, ...], tokens: list[str]) -> None:
+        self._sources = _sources(fields)
+        self._tokens = tokens
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        source = self._sources.get(name)
+        if source is None:
+            return default
+        position, plus = source
+        if position < 0:
+            stem, query = self.get("cs-uri-stem", ""), self.get("cs-uri-query", "")
+            joined = f"{stem}?{query}" if query else stem
+            return joined if position == _JOINED else unquote(joined)  # type: ignore[arg-type]
+        token = self._tokens[position]
+        if token == "-":
+            return ""
+        return token.replace("+", " ") if plus else token
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
+#: Positions standing for the joined and the decoded URI.
+_JOINED, _DECODED = -1, -2
+
+
+@lru_cache(maxsize=64)
+def _sources(fields: tuple[str, ...]) -> dict[str, tuple[int, bool]]:
+    """Where each field of a line comes from: a token's position (or the URI's) and whether ``+`` means a space."""
+    sources = {name: (position, name in PLUS_DECODED) for position, name in enumerate(fields)}
+    for name, alias in ALIASES.items():
+        if name in sources:
+            sources[alias] = sources[name]
+    sources[JOINED_URI], sources[DECODED_URI] = (_JOINED, False), (_DECODED, False)
+    return sources
+
+
 def field_values(fields: tuple[str, ...], tokens: list[str]) -> dict[str, str]:
     """The fields of a request line split into as many tokens as there are ``fields``."""
-    values = {name: ("" if token == "-" else token) for name, token in zip(fields, tokens, strict=True)}
-    for name in PLUS_DECODED:
-        if name in values:
-            values[name] = values[name].replace("+", " ")
-    for name, alias in ALIASES.items():
-        if name in values:
-            values[alias] = values[name]
-    stem, query = values.get("cs-uri-stem", ""), values.get("cs-uri-query", "")
-    values[JOINED_URI] = f"{stem}?{query}" if query else stem
-    values[DECODED_URI] = unquote(values[JOINED_URI])
-    return values
+    return dict(LineFields(fields, tokens))
 
 
 def header_fields(text: str) -> tuple[str, ...] | None:
@@ -88,10 +132,10 @@ def header_fields(text: str) -> tuple[str, ...] | None:
     return tuple(value.split()) if name == "fields" else None
 
 
-def line_values(fields: tuple[str, ...], text: str) -> dict[str, str] | None:
+def line_values(fields: tuple[str, ...], text: str) -> LineFields | None:
     """The fields :func:`read` gives a request line under ``fields``; ``None`` when it would give none."""
     tokens = text.split()
-    return field_values(fields, tokens) if len(tokens) == len(fields) else None
+    return LineFields(fields, tokens) if len(tokens) == len(fields) else None
 
 
 def _parse_day(text: str) -> date | None:
