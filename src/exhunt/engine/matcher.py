@@ -117,7 +117,7 @@ def compile_rule(form: Form) -> CompiledRule:
         name=form["name"],
         literals=required(tree, kind),
         refutes=_refuter(tree, kind, single),
-        refuted=_line_refuter(single),
+        refuted=_line_refuter(single, literal_fields(tree, kind) or frozenset()),
     )
 
 
@@ -158,11 +158,14 @@ def _refuter(tree: Form, kind: str, single: list[tuple[str, Predicate]]) -> Call
     return refutes
 
 
-def _line_refuter(single: list[tuple[str, Predicate]]) -> Callable[[Mapping[str, str]], bool] | None:
+def _line_refuter(single: list[tuple[str, Predicate]],
+                  literal_names: frozenset[str]) -> Callable[[Mapping[str, str]], bool] | None:
     """A test of whether a line's field values (all of them, as its reader gives them) make one of the rule's
-    top-level conjuncts that read one field false."""
+    top-level conjuncts that read one field false. Conjuncts on the fields the rule's literals come from are
+    tried last: a line holding the literal mostly passes them."""
     if not single:
         return None
+    single = sorted(single, key=lambda test: test[0] in literal_names)
 
     def refuted(values: Mapping[str, str]) -> bool:
         for name, test in single:
