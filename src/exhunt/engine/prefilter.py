@@ -236,19 +236,16 @@ class Prefilter:
 
     def _benign_pieces(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
         """Whether every hit of the line ``window[begin:end]`` is a literal in a benign piece."""
-        # pieces that end before the first unplain byte split at the separator (nothing before is quoted)
-        unplain = self._unplain.search(window, begin, end)
-        plain = end if unplain is None else unplain.start()
-        separator = self._separator
+        separator, unplain = self._separator, self._unplain
         for ident, to in hits:
-            left = window.rfind(separator, begin, to - self._lengths[ident]) + 1 or begin
             right = window.find(separator, to, end)
             right = end if right < 0 else right
-            if right > plain:
-                # quoted cells may hold commas (and CSV rejects a NUL or a bare CR; IIS tokens split at any
-                # white space): split as the reader does, if that is known
+            if unplain.search(window, begin, right) is not None:
+                # a piece ends after a quote, which may hold commas (or a NUL or bare CR, which CSV rejects; IIS
+                # tokens split at any white space): split as the reader does, if that is known
                 return self._cells is not None and self._ignorable_cells(
                     window[begin:end].decode("utf-8", "replace"), hits)
+            left = window.rfind(separator, begin, to - self._lengths[ident]) + 1 or begin
             if not self._verdict(ident, window[left:right].decode("utf-8", "replace")):
                 return False
         return True
