@@ -1,13 +1,13 @@
 """Literals a raw log line must contain for a rule to match it (the prefilter's input).
 
-From a rule's parsed condition, compute a set of lower-case strings such that every line the
-rule can match contains at least one of them, or ``None`` when that cannot be proved (a ``not``
-at the top, a CIDR or numeric comparison, a field whose raw form is not its value). Value
-strings are turned into what the raw line holds: CSV logs double quotes inside quoted cells
-(so only quote-free pieces are used), IIS writes spaces in user agents and referers as ``+``,
-``cs-uri`` joins stem and query with ``?`` where the log has a space, and a value matched in a
-percent-decoded field is in the raw line either as it is or with some character encoded, so
-such a value gives the literal or ``%``.
+From a rule's condition (in the rule form of :mod:`exhunt.engine.matcher`), compute a set of
+lower-case strings such that every line the rule can match contains at least one of them, or
+``None`` when that cannot be proved (a ``not`` at the top, a CIDR or numeric comparison, a field
+whose raw form is not its value). Value strings are turned into what the raw line holds: CSV logs
+double quotes inside quoted cells (so only quote-free pieces are used), IIS writes spaces in user
+agents and referers as ``+``, ``cs-uri`` joins stem and query with ``?`` where the log has a space,
+and a value matched in a percent-decoded field is in the raw line either as it is or with some
+character encoded, so such a value gives the literal or ``%``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ rules neither imports pySigma nor parses YAML.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -61,8 +61,9 @@ class RuleSet:
             benign = _benign_cells(rules) if pieces else None
             splitter = split_cells if pieces == b"," else None
             header, values = _LINE_FIELDS.get(kind, (None, None))
+            judge = _benign_lines(self.selector(kind), values) if values else None
             self._prefilters[kind] = (Prefilter(frozenset().union(*literal_sets), benign, splitter, pieces or b",",
-                                                header, _benign_lines(rules, values) if values else None)
+                                                header, judge)
                                       if provable else None)
         return self._prefilters[kind]
 
@@ -193,12 +194,10 @@ def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]
 _LINE_FIELDS = {"iis": (w3c.header_fields, w3c.line_values)}
 
 
-def _benign_lines(rules: tuple[CompiledRule, ...],
-                  values_of: Callable[[tuple[str, ...], str], dict[str, str] | None]
+def _benign_lines(selector: RuleSelector, values_of: Callable[[tuple[str, ...], str], Mapping[str, str] | None]
                   ) -> Callable[[tuple[str, ...], tuple[str, ...], str], bool]:
     """Whether a line with these prefilter literals and field names has values, as its reader gives them, that
     refute every rule those literals select (each through a condition on one field)."""
-    selector = RuleSelector(rules)
 
     def benign(literals: tuple[str, ...], fields: tuple[str, ...], line: str) -> bool:
         values = values_of(fields, line)
