@@ -89,7 +89,8 @@ def test_broken_or_unwritable_caches_only_cost_a_parse(tmp_path: Path, monkeypat
     monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
     compile_files(files, cached=True)
     [entry] = tmp_path.iterdir()
-    for broken in ("{not json", '{"rules": []}', "[]"):
+    damaged = '{"rules": [{"name": "x", "condition": {"op": "all"}}], "correlations": [], "problems": []}'
+    for broken in ("{not json", '{"rules": []}', "[]", damaged):
         entry.write_text(broken, encoding="utf-8")
         assert compile_files(files, cached=True).rules[0].literals == frozenset({"/one.aspx"})
         assert json.loads(entry.read_text(encoding="utf-8"))["rules"]  # rewritten

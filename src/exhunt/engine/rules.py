@@ -9,6 +9,7 @@ rules neither imports pySigma nor parses YAML.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -247,13 +248,17 @@ def compile_files(files: Iterable[tuple[str, str]], cached: bool = False) -> Rul
     """Parse and compile Sigma files given as ``(path, text)``; with ``cached``, through the form cache."""
     files = list(files)
     entry = cache.entry("rules", _LOWERING, (("sigma", "pysigma"),), files) if cached else None
-    form = cache.read(entry) if entry else None
-    if not (isinstance(form, dict) and {"rules", "correlations", "problems"} <= form.keys()):
-        from exhunt.engine.sigma import lower_files  # pySigma: only for files not seen before
+    stored = cache.read(entry) if entry else None
+    if isinstance(stored, dict):
+        try:
+            return compile_form(stored)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, re.error):
+            pass  # an entry damaged by hand: the files are parsed again
+    from exhunt.engine.sigma import lower_files  # pySigma: only for files not seen before
 
-        form = lower_files(files)
-        if entry:
-            cache.write(entry, form)
+    form = lower_files(files)
+    if entry:
+        cache.write(entry, form)
     return compile_form(form)
 
 
