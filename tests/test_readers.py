@@ -155,6 +155,20 @@ def test_iis_plus_decoding_aliases_and_mid_file_fields_change() -> None:
     assert (facts.first, facts.last) == (datetime(2021, 3, 3, 6, 50, 1, tzinfo=UTC), records[1].time)
 
 
+
+def test_iis_line_fields_are_worked_out_when_asked_as_the_reader_takes_them() -> None:
+    from exhunt.readers.w3c import LineFields, line_values
+
+    fields = ("date", "cs-uri-stem", "cs-uri-query", "cs(User-Agent)", "cs-user-agent", "date")
+    line = LineFields(fields, ["2021-03-03", "/autodiscover/autodiscover.json", "@x.com/%3F&Email=a%40b",
+                               "python+requests", "-", "2021-03-04"])
+    assert line.get("cs-uri-decoded") == "/autodiscover/autodiscover.json?@x.com/?&Email=a@b"
+    assert line.get("cs-user-agent") == line["cs(User-Agent)"] == "python requests"  # the alias follows it
+    assert line.get("date") == "2021-03-04" and line.get("cs-referer") is None and "s-ip" not in line
+    assert list(dict(line)) == ["date", "cs-uri-stem", "cs-uri-query", "cs(User-Agent)", "cs-user-agent",
+                                "cs-uri", "cs-uri-decoded"]
+    assert line_values(fields, "too few tokens") is None
+
 def test_iis_without_header_assumes_exchange_fields_and_skips_separators() -> None:
     data = (b"2021-03-05 03:06:27 xxx GET /owa/auth/RedirSuiteServerProxy.aspx &CorrelationID=<empty>; 443 - "
             b"139.162.202.236 Mozilla/5.0+(Windows+NT+10.0) - 200 0 0 133\n-----\n")
