@@ -10,13 +10,11 @@ import zipfile
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
-from multiprocessing import get_context
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from exhunt import diagnostics as diag
 from exhunt import files
@@ -46,6 +44,9 @@ from exhunt.model import (
 from exhunt.readers import FileFacts
 from exhunt.readers.lines import iter_lines
 from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Longest text of one evidence field kept in a finding.
 EVIDENCE_CHARS = 512
@@ -330,6 +331,9 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
             ready.update(zip(group, _run_batch(*work), strict=True))
         else:
             running.append((group, submit(_run_batch, *work)))
+
+    from concurrent.futures import ProcessPoolExecutor  # a scan in one process needs none of it
+    from multiprocessing import get_context
 
     workers = options.jobs - 1
     context = get_context("fork" if sys.platform == "linux" else "spawn")
