@@ -129,3 +129,14 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path: Path, monkeypatc
     assert kept == sorted(entries[3:]) and cache.read(entries[3]) == {"n": 3}
     cache.write(entries[0], {"n": 0})  # entries[3] was just read: entries[4] is now the least recently used
     assert entries[4] not in set(tmp_path.iterdir()) and {entries[0], entries[3]} <= set(tmp_path.iterdir())
+
+
+def test_without_a_home_there_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("EXHUNT_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "LOCALAPPDATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)  # what it does when no home is known
+    assert folder() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert folder() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/responder")
+    assert folder() == Path("/var/cache/responder/exhunt")

@@ -27,8 +27,10 @@ def folder() -> Path | None:
     if chosen is not None:
         return Path(chosen) if chosen else None
     if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "exhunt" / "cache"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "exhunt"
+        where = Path(os.environ["LOCALAPPDATA"]) / "exhunt" / "cache"
+    else:
+        where = Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "exhunt"
+    return where if where.is_absolute() else None  # no home: never a folder relative to where exhunt runs
 
 
 def entry(kind: str, code: tuple[str, ...], libraries: tuple[tuple[str, str], ...],
