@@ -98,27 +98,20 @@ def rule_info(form: Form) -> RuleInfo:
 def compile_rule(form: Form) -> CompiledRule:
     """Compile one single-event rule; raises :class:`UnsupportedRule` with the reason."""
     tree, kind = form["condition"], form["kind"]
-    predicate = _compile_node(tree)
-    channels: Channels | None = None
-    if form["channels"] is not None:
-        channels = {name: frozenset(ids) if ids is not None else None for name, ids in form["channels"].items()}
-        gate, detection = channels, predicate
-        predicate = lambda record: (admits(gate, record.fields.get("Channel", ""),  # noqa: E731
-                                           record.fields.get("EventID", "")) and detection(record))
-    if channels is not None:
-        return CompiledRule(rule_info(form["info"]), kind, predicate, tuple(form["fields"]), form["name"],
-                            channels=channels)
+    detection = _compile_node(tree)
+    info, fields, name = rule_info(form["info"]), tuple(form["fields"]), form["name"]
+    if form["channels"] is not None:  # an event-log rule: gated by channel and event ID, no text prefilter
+        channels = {channel: frozenset(ids) if ids is not None else None for channel, ids in form["channels"].items()}
+
+        def gated(record: Record) -> bool:
+            fields_of = record.fields
+            return admits(channels, fields_of.get("Channel", ""), fields_of.get("EventID", "")) and detection(record)
+
+        return CompiledRule(info, kind, gated, fields, name, channels=channels)
     single = _single_field_tests(tree)
-    return CompiledRule(
-        info=rule_info(form["info"]),
-        kind=kind,
-        match=predicate,
-        fields=tuple(form["fields"]),
-        name=form["name"],
-        literals=required(tree, kind),
-        refutes=_refuter(tree, kind, single),
-        refuted=_line_refuter(single, literal_fields(tree, kind) or frozenset()),
-    )
+    return CompiledRule(info, kind, detection, fields, name, literals=required(tree, kind),
+                        refutes=_refuter(tree, kind, single),
+                        refuted=_line_refuter(single, literal_fields(tree, kind) or frozenset()))
 
 
 def _single_field_tests(tree: Form) -> list[tuple[str, Predicate]]:
