@@ -10,11 +10,13 @@ import zipfile
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
+from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from exhunt import diagnostics as diag
 from exhunt import files
@@ -44,9 +46,6 @@ from exhunt.model import (
 from exhunt.readers import FileFacts
 from exhunt.readers.lines import iter_lines
 from exhunt.sources import KINDS, SNIFF_BYTES, classify_content, classify_path
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 #: Longest text of one evidence field kept in a finding.
 EVIDENCE_CHARS = 512
@@ -331,9 +330,6 @@ def _outcomes(tasks: list[_Task], stored: list[_HostState | None], options: Scan
             ready.update(zip(group, _run_batch(*work), strict=True))
         else:
             running.append((group, submit(_run_batch, *work)))
-
-    from concurrent.futures import ProcessPoolExecutor  # a scan in one process needs none of it
-    from multiprocessing import get_context
 
     workers = options.jobs - 1
     context = get_context("fork" if sys.platform == "linux" else "spawn")
