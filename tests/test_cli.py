@@ -190,6 +190,11 @@ def test_rules_command_lists_every_rule() -> None:
     for rule in ("PL-SSRF-1", "PL-SSRF-1a", "PL-26858-1", "PL-27065-2", "PL-SCAN-1", "PL-WS-5"):
         assert f"│ {rule} " in proc.stdout
     assert "PL-WS-5-base" not in proc.stdout  # hidden helper of a correlation
+    prefilter = {line.split("│")[1].strip(): line.split("│")[-2].strip() for line in proc.stdout.splitlines()
+                 if line.startswith("│")}
+    assert prefilter["PL-26857-1"] == "channel, event ID" and prefilter["PL-SSRF-1"] == "serverinfo~"
+    assert prefilter["PNS-OWA-2-ATTEMPT"] == "full parse"  # any ClientInfo (\w): Rps_Http is parsed in full
+    assert prefilter["ARCH-STAGING-1"] == "-"  # a file-tree rule
 
 
 def test_baseline_scan_and_collect(tmp_path: Path) -> None:

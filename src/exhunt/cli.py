@@ -255,14 +255,16 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
     table = Table(title=f"exhunt {__version__}: rules")
     for column in ("Rule", "Level", "Stage", "CVEs", "Title"):
         table.add_column(column)
-    literals = {rule.info.id: rule.literals for rule in ruleset.rules}
+    by_id = {rule.info.id: rule for rule in ruleset.rules}
     table.add_column("Prefilter")
     for info in rule_infos(ruleset):
-        rule_literals = literals.get(info.id)
-        if info.id not in literals:
-            prefilter = "-"  # file rules and event-log rules: no text prefilter
+        rule = by_id.get(info.id)
+        if rule is None:
+            prefilter = "-"  # file rules and correlations: no text prefilter
+        elif rule.channels is not None:
+            prefilter = "channel, event ID"  # event logs: picked by these, never parsed in full for a rule
         else:
-            prefilter = ", ".join(sorted(rule_literals))[:40] if rule_literals else "full parse"
+            prefilter = ", ".join(sorted(rule.literals))[:40] if rule.literals else "full parse"
         table.add_row(info.id, str(info.level), info.stage.value, ", ".join(info.cves), info.title, prefilter)
     out.print(table)
     for problem in ruleset.diagnostics:
