@@ -58,7 +58,7 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
             diags.add("EXH-R002", f"{len(tokens)} tokens for {len(fields)} fields", number)
             yield Record(number, None, {}, text)
             continue
-        values = field_values(fields, tokens)
+        values = dict(LineFields(fields, tokens))
         moment = _time(values, default_day)
         if moment is None and ("time" in values or "date" in values):
             diags.add("EXH-R005", "unparseable date/time", number)
@@ -117,11 +117,6 @@ def _sources(fields: tuple[str, ...]) -> dict[str, tuple[int, bool]]:
             sources[alias] = sources[name]
     sources[JOINED_URI], sources[DECODED_URI] = (_JOINED, False), (_DECODED, False)
     return sources
-
-
-def field_values(fields: tuple[str, ...], tokens: list[str]) -> dict[str, str]:
-    """The fields of a request line split into as many tokens as there are ``fields``."""
-    return dict(LineFields(fields, tokens))
 
 
 def header_fields(text: str) -> tuple[str, ...] | None:
