@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 class Level(enum.IntEnum):
@@ -62,8 +63,10 @@ def location(source: str, line: int | None) -> str:
     return f"{source}:{line}" if line is not None else source
 
 
+@lru_cache(maxsize=1 << 14)
 def utc_iso(moment: datetime | None) -> str | None:
-    """Render an aware datetime as UTC ISO-8601 with a ``Z`` suffix and millisecond precision."""
+    """Render an aware datetime as UTC ISO-8601 with a ``Z`` suffix and millisecond precision (cached: findings
+    are sorted and written by their times many times over)."""
     if moment is None:
         return None
     if moment.tzinfo is None:
