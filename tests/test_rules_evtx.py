@@ -466,13 +466,32 @@ BENIGN = ["deepbluecli_via_hayabusa__many-events-application.evtx", "omerbenamra
           "omerbenamram__sysmon.evtx", "omerbenamram__system.evtx"]
 
 
+#: A System log alone assesses no CVE: such a host's stage is unknown, not clean.
+ASSESSES_NOTHING = {"omerbenamram__system.evtx"}
+
+
 @pytest.mark.parametrize("name", BENIGN)
 def test_benign_sample_has_nothing_above_low(samples: Path, name: str) -> None:
     result = scan([str(samples / "evtx" / "benign" / name)])
     assert all(f.rule.level <= Level.LOW for f in result.findings)
     assert {f.rule.id for f in result.findings} == BENIGN_ACCEPTED.get(name, set())
     # low findings (the accepted account changes) make a host "probed" at most; none leave it clean
-    assert result.hosts[0].stage is (Stage.PROBED if name in BENIGN_ACCEPTED else Stage.CLEAN)
+    expected = Stage.PROBED if name in BENIGN_ACCEPTED else Stage.UNKNOWN if name in ASSESSES_NOTHING else Stage.CLEAN
+    assert result.hosts[0].stage is expected
+
+
+def test_an_item_named_like_a_system_field_does_not_move_the_event_to_another_log(samples: Path) -> None:
+    """System event 104 says which log was cleared in ``UserData/LogFileCleared/Channel``: the event is still
+    in the System log, and a cleared Sysmon log is no Sysmon evidence (it had made a System log look like
+    Sysmon coverage, and the host clean)."""
+    path = samples / "evtx" / "benign" / "omerbenamram__system.evtx"
+    with path.open("rb") as stream:
+        records = [r for r in evtx.read(stream, FileDiagnostics("system.evtx"), FileFacts())
+                   if r.fields["EventID"] == "104"]
+    assert records and {r.fields["Channel"] for r in records} == {"System"}
+    assert {r.fields["UserData_Channel"] for r in records} == {"Microsoft-Windows-Sysmon/Operational"}
+    assert "Microsoft-Windows-Sysmon/Operational" in records[0].raw  # keyword rules still see it
+    assert [c.kind for c in scan([str(path)]).hosts[0].coverage] == ["evtx", "evtx:System"]
 
 
 def test_low_findings_move_a_benign_host_to_probed_only(samples: Path) -> None:

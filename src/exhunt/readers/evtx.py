@@ -4,6 +4,8 @@ Records become Sigma-style fields: ``EventID``, ``Channel``, ``Provider_Name``, 
 ``Level``, ``TimeCreated`` (from ``System/TimeCreated/@SystemTime``; the record header time is
 unreliable, see the samples MANIFEST), ``EventRecordID``, ``Security_UserID`` and every
 ``EventData``/``UserData`` item by name. Unnamed ``<Data>`` items are ``Data[0]``, ``Data[1]``, ...
+The System fields say which log and event a record is: an item named like one of them is kept as
+``EventData_<name>`` or ``UserData_<name>`` (event 104 names the log it cleared ``Channel``).
 
 ``MSExchange Management`` events store only ``<Data>`` items; the cmdlet (``Data[0]``) and its
 parameters (``Data[1]``) are rebuilt into ``CmdletName``, ``CmdletParameters`` and a ``Message``
@@ -86,8 +88,9 @@ def _record(item: Mapping[str, Any], diags: FileDiagnostics) -> Record | None:
         return None
     fields: dict[str, str] = {}
     _system(event.get("System") or {}, fields)
-    _items(event.get("EventData"), fields)
-    _items(event.get("UserData"), fields)
+    system = frozenset(fields)
+    _items(event.get("EventData"), fields, system, "EventData")
+    _items(event.get("UserData"), fields, system, "UserData")
     _security_aliases(fields)
     message = _management_message(fields)
     raw = "\n".join(([message] if message else []) + [v for v in fields.values() if v])
@@ -111,22 +114,22 @@ def _system(system: Mapping[str, Any], fields: dict[str, str]) -> None:
         fields["TimeCreated"] = fields["TimeCreated_SystemTime"]
 
 
-def _items(section: Any, fields: dict[str, str]) -> None:
-    """Flatten EventData/UserData: named items by name, unnamed ``Data`` as ``Data[i]``."""
-    if not isinstance(section, dict):
+def _items(items: Any, fields: dict[str, str], system: frozenset[str], section: str) -> None:
+    """Flatten EventData/UserData (``section``): named items by name, unnamed ``Data`` as ``Data[i]``."""
+    if not isinstance(items, dict):
         return
-    for key, value in section.items():
+    for key, value in items.items():
         if key == "#attributes":
             continue
         if key == "Data":
-            _data(value, fields)
+            _data(value, fields, system, section)
         elif isinstance(value, dict):
-            _items(value, fields)
+            _items(value, fields, system, section)
         else:
-            fields[key] = _text(value)
+            _put(fields, key, _text(value), system, section)
 
 
-def _data(value: Any, fields: dict[str, str]) -> None:
+def _data(value: Any, fields: dict[str, str], system: frozenset[str], section: str) -> None:
     entries = value if isinstance(value, list) else [value]
     texts: list[str] = []
     for entry in entries:
@@ -134,13 +137,18 @@ def _data(value: Any, fields: dict[str, str]) -> None:
             name = (entry.get("#attributes") or {}).get("Name")
             text = entry.get("#text")
             if name:
-                fields[str(name)] = _text(text)
+                _put(fields, str(name), _text(text), system, section)
                 continue
             texts.extend(_text(t) for t in (text if isinstance(text, list) else [text]))
         else:
             texts.append(_text(entry))
     for index, text in enumerate(texts):
         fields[f"Data[{index}]"] = text
+
+
+def _put(fields: dict[str, str], name: str, value: str, system: frozenset[str], section: str) -> None:
+    """An item's value under its name, or under ``<section>_<name>`` when a System field has that name."""
+    fields[f"{section}_{name}" if name in system else name] = value
 
 
 def _text(value: Any) -> str:
