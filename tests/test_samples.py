@@ -110,3 +110,16 @@ def test_proxyshell_rps_http_excerpt_is_read(samples: Path) -> None:
     assert [(c.kind, c.records) for c in host.coverage] == [("rps-http", 4)]
     assert host.exposure.build == "15.1.1713.5"
     assert not problems
+
+
+def test_every_text_log_sample_gives_the_same_findings_with_and_without_the_prefilter(samples: Path) -> None:
+    """The third-party logs (HttpProxy, ECP, IIS, Rps_Http excerpts; benign and attacked) read with the prefilter
+    (literals, benign pieces, IIS lines judged on their fields) and in two processes, against every line parsed."""
+    def found(**options: object) -> tuple[list[tuple[str, str, int | None]], list[tuple[str, str, int, int]]]:
+        result = scan([str(samples / TEXT)], pivot=False, **options)  # type: ignore[arg-type]
+        return (sorted((f.rule.id, f.source, f.line) for f in result.findings),
+                sorted((h.host, c.kind, c.files, c.records) for h in result.hosts for c in h.coverage))
+
+    parsed = found(prefilter=False, jobs=1)
+    assert len(parsed[0]) > 20 and {kind for _, kind, _, _ in parsed[1]} >= {"httpproxy", "iis", "ecp-server"}
+    assert found(prefilter=True, jobs=1)[0] == parsed[0] == found(prefilter=True, jobs=2)[0]
