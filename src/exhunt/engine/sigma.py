@@ -100,7 +100,7 @@ def lower_rule(rule: SigmaRule, path: str = "") -> Form:
     return {
         "name": rule.name or str(rule.id),
         "kind": kind,
-        "info": rule_info(rule, path),
+        "info": _info(rule, path),
         "fields": list(rule.fields or ()),
         "condition": _node(conditions[0].parse()),
         "channels": channels,
@@ -114,7 +114,7 @@ def lower_correlation(rule: SigmaCorrelationRule, path: str = "") -> Form:
         raise UnsupportedRule(f"correlation type {kind_name} is not supported")
     condition = rule.condition
     return {
-        "info": rule_info(rule, path),
+        "info": _info(rule, path),
         "type": kind_name,
         "rules": [(ref.rule.name or str(ref.rule.id)) if ref.rule is not None else str(ref.reference)
                   for ref in rule.rules],
@@ -127,7 +127,7 @@ def lower_correlation(rule: SigmaCorrelationRule, path: str = "") -> Form:
     }
 
 
-def rule_info(rule: SigmaRule | SigmaCorrelationRule, path: str = "") -> Form:
+def _info(rule: SigmaRule | SigmaCorrelationRule, path: str = "") -> Form:
     """exhunt's finding metadata of a rule (the fields of :class:`exhunt.model.RuleInfo`)."""
     tags = rule.tags or []
     return {
