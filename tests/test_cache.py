@@ -140,3 +140,46 @@ def test_without_a_home_there_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> No
     assert folder() is None
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/responder")
     assert folder() == Path("/var/cache/responder/exhunt")
+
+
+def test_entries_change_with_a_library_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    site = tmp_path / "site"
+    (site / "fakepkg").mkdir(parents=True)
+    (site / "fakepkg" / "__init__.py").write_text("", encoding="utf-8")
+    (site / "fake_pkg_extra-9.0.dist-info").mkdir()  # another distribution whose name starts alike
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path / "cache"))
+    names = []
+    for version in ("1.0", "2.0"):
+        (site / f"fake_pkg-{version}.dist-info").mkdir()
+        assert cache._installed("fakepkg", "Fake.Pkg") == f"fake_pkg-{version}.dist-info"
+        names.append(cache.entry("t", (), (("fakepkg", "Fake.Pkg"),), [("r", "text")]))
+        (site / f"fake_pkg-{version}.dist-info").rmdir()
+    assert names[0] != names[1]
+    assert cache._installed("fakepkg", "Fake.Pkg") == "Fake.Pkg unknown"
+
+
+def test_the_cache_keeps_to_its_own_files_and_survives_a_read_only_folder(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
+    theirs = tmp_path / "rules-notes.json"
+    theirs.write_text("{}", encoding="utf-8")
+    old, fresh = tmp_path / "t-killed.tmp", tmp_path / "t-writing.tmp"
+    for leftover in (old, fresh):
+        leftover.write_text("", encoding="utf-8")
+    os.utime(old, (0, 0))  # left by a process killed between writing and renaming, long ago
+    for n in range(cache.KEPT + 2):
+        cache.write(cache.entry("t", (), (), [("", str(n))]), {"n": n})
+    assert theirs.exists() and fresh.exists() and not old.exists()
+    entry = cache.entry("t", (), (), [("", str(cache.KEPT + 1))])
+
+    def refused(*_: object, **__: object) -> None:
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(os, "utime", refused)
+    assert cache.read(entry) == {"n": cache.KEPT + 1}
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", "relative/cache")
+    assert folder() is None

@@ -225,3 +225,12 @@ def test_baseline_scan_and_collect(tmp_path: Path) -> None:
         stored = [n for n in names if n.startswith("files/")]
         assert [packed.read(n) for n in stored] == [shell.read_bytes()]
     assert all(".." not in n and not n.startswith("/") for n in names)
+
+
+def test_no_cache_writes_nothing_but_the_outputs(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for extra in (["--no-cache"], []):
+        proc = run("scan", str(EXAMPLES / "EXCH01"), "-q", "--json", str(tmp_path / "r.json"), *extra,
+                   env={"EXHUNT_CACHE_DIR": str(cache)})
+        assert proc.returncode == 0, proc.stderr
+        assert cache.exists() is not bool(extra)  # the cache is made only without --no-cache

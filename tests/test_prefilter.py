@@ -341,3 +341,59 @@ def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
     on, off = scan([str(host)], pivot=False, jobs=2), scan([str(host)], pivot=False, prefilter=False)
     assert signature(on) == signature(off)
     assert {f.rule.id for f in on.findings} == {"PL-WS-7"} and len(on.findings) == 2 + 2 * 500
+
+
+_RULE = """
+title: t
+name: EDGE
+id: 2e1f4d7b-5c9f-4c1f-9a68-6d6c2b3f0a22
+logsource: {logsource}
+detection:
+  {detection}
+  condition: {condition}
+level: high
+stage: probe
+"""
+_IIS_FIELDS = ("date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username", "c-ip",
+               "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken")
+
+
+def _iis(stem: str, client: str, second: int) -> str:
+    return f"2021-03-03 00:00:{second:02d} 10.0.0.1 GET {stem} - 443 - {client} Mozilla/5.0 - 200 0 0 5"
+
+
+@pytest.mark.parametrize(("where", "log", "logsource", "detection", "condition"), [
+    # a #Fields: line without names: the reader assumes the default fields, so the earlier ones do not hold
+    ("C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
+     "\r\n".join(["#Software: Microsoft Internet Information Services 10.0",
+                  "#Fields: " + " ".join((*_IIS_FIELDS[:2], "c-ip", *_IIS_FIELDS[3:8], "s-ip", *_IIS_FIELDS[9:])),
+                  _iis("/first", "10.0.0.2", 0), "#Fields:", _iis("/evilpath", "203.0.113.9", 1),
+                  _iis("/last", "10.0.0.2", 2)]),
+     "{category: webserver, product: iis}",
+     "sel: {cs-uri-stem|contains: '/evilpath'}\n  ip: {c-ip: '203.0.113.9'}", "sel and ip"),
+    # a bare CR after the hit's cell: the reader's CSV parser takes the whole line as the first column
+    ("Logging/HttpProxy/Owa/HttpProxy_2021030300-1.LOG",
+     "#Software: Microsoft Exchange Server\r\n#Log-type: HttpProxy Logs\r\n#Fields: UrlStem,Method,DateTime,Note\r\n"
+     "/first,GET,2021-03-03T00:00:00.000Z,a\r\n/evilstem,GET,2021-03-03T00:00:01.000Z,x\ry tail\r\n"
+     "/last,GET,2021-03-03T00:00:02.000Z,a",
+     "{product: exchange, service: httpproxy}",
+     "sel: {UrlStem|contains: '/evilstem'}\n  end: {UrlStem|endswith: 'tail'}", "sel and end"),
+    # a cs-user-agent column of its own: the reader keeps its '+' (only cs(User-Agent) writes spaces so)
+    ("C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
+     "#Fields: date time c-ip cs-uri-stem cs-user-agent\r\n2021-03-03 00:00:00 10.0.0.1 /first ok\r\n"
+     "2021-03-03 00:00:01 10.0.0.1 /x evil+tool/1.0\r\n2021-03-03 00:00:02 10.0.0.1 /last ok",
+     "{category: webserver, product: iis}", "sel: {cs-user-agent|contains: 'evil+tool'}", "sel"),
+])
+def test_odd_lines_the_prefilter_must_not_skip(tmp_path: Path, where: str, log: str, logsource: str, detection: str,
+                                               condition: str) -> None:
+    path = tmp_path / "HOST" / where
+    path.parent.mkdir(parents=True)
+    path.write_bytes((log + "\r\n").encode())
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yml").write_text(_RULE.format(logsource=logsource, detection=detection,
+                                                          condition=condition), encoding="utf-8")
+    found = {prefilter: [(f.rule.id, f.line) for f in scan([str(tmp_path / "HOST")], pivot=False, prefilter=prefilter,
+                                                           rule_dirs=[str(tmp_path / "rules")]).findings
+                         if f.rule.id == "EDGE"]
+             for prefilter in (False, True)}
+    assert found[False] and found[True] == found[False]

@@ -72,12 +72,23 @@ def test_broken_and_unsupported_rules_are_diagnostics_not_crashes() -> None:
     other_source = RULE.format(detection="  s: {A: 'x'}\n  condition: s").replace(
         "{product: exchange, service: httpproxy}", "{product: linux, service: auditd}")
     bad_yaml = "title: [unclosed\n"
-    ruleset = compile_files([("broken.yml", broken), ("other.yml", other_source), ("bad.yml", bad_yaml)])
+    bad_stage = RULE.format(detection="  s: {UrlStem: 'x'}\n  condition: s").replace("stage: exploit", "stage: owned")
+    ruleset = compile_files([("broken.yml", broken), ("other.yml", other_source), ("bad.yml", bad_yaml),
+                             ("stage.yml", bad_stage)])
     assert ruleset.rules == ()
     codes = {(d.source, d.code) for d in ruleset.diagnostics}
     assert ("other.yml", "EXH-K003") in codes
     assert ("broken.yml", "EXH-K001") in codes
     assert ("bad.yml", "EXH-K001") in codes
+    assert ("stage.yml", "EXH-K002") in codes  # a stage exhunt does not know: the rule is reported, not a crash
+
+
+def test_a_webserver_rule_with_product_windows_reads_iis_with_its_literals() -> None:
+    rule = RULE.format(detection="  s: {cs-uri-stem|contains: '/shell.aspx'}\n  condition: s").replace(
+        "{product: exchange, service: httpproxy}", "{category: webserver, product: windows}")
+    (compiled,) = compile_files([("w.yml", rule)]).rules
+    assert compiled.kind == "iis" and compiled.channels is None and compiled.literals == frozenset({"/shell.aspx"})
+    assert compiled.match(Record(1, None, {"cs-uri-stem": "/owa/shell.aspx"}, ""))
 
 
 CORRELATION = """

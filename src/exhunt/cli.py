@@ -87,13 +87,17 @@ def cli() -> None:
               help="Keep everything in a SQLite case file; rerun with the same arguments to resume.")
 @click.option("--collect", "collect_dir", metavar="DIR",
               help="Copy flagged files into DIR/NNN-<host>-collected.zip with a hash manifest (never executed).")
+@click.option("--no-cache", is_flag=True,
+              help="Keep no parsed rules in the user's cache folder (write nothing but the outputs asked for).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="-v lists findings; -vv also logs debug messages.")
 def scan_command(paths: tuple[str, ...], json_out: str | None, output: str | None, host: str | None,
                  since: str | None, until: str | None, rule_dirs: tuple[str, ...], fail_on: str | None,
                  strict: bool, jobs: int, no_prefilter: bool, no_pivot: bool, baseline: str | None,
-                 case_file: str | None, collect_dir: str | None, quiet: bool, verbose: int) -> None:
+                 case_file: str | None, collect_dir: str | None, no_cache: bool, quiet: bool, verbose: int) -> None:
     """Scan evidence PATHS: files, folders or zips (live roots, KAPE, Velociraptor, CyLR)."""
+    if no_cache:
+        os.environ["EXHUNT_CACHE_DIR"] = ""  # read by exhunt.cache, in this process and its workers
     if verbose > 1:
         import logging
 

@@ -84,13 +84,19 @@ CELLS = {"httpproxy": b",", "rps-http": b",", "iis": b" "}
 JOINED_FIELDS = frozenset({JOINED_URI, DECODED_URI})
 
 
-def cell_value(kind: str, field: str, piece: str) -> str:
-    """The value ``field`` gets from one piece of a line of ``kind`` (see :data:`CELLS`)."""
+def cell_values(kind: str, field: str, piece: str) -> tuple[str, ...]:
+    """The values ``field`` may get from one piece of a line of ``kind`` (see :data:`CELLS`): an alias
+    (``cs-user-agent``) is decoded when it stands for ``cs(User-Agent)``, not when it is a column of its own."""
     if kind != "iis":
-        return piece
+        return (piece,)
     if piece == "-":
-        return ""
-    return piece.replace("+", " ") if field in PLUS_FIELDS else piece
+        return ("",)
+    if field in PLUS_DECODED:
+        return (piece.replace("+", " "),)
+    if field in PLUS_FIELDS:
+        return tuple(dict.fromkeys((piece.replace("+", " "), piece)))
+    return (piece,)
+
 
 #: Request paths every Exchange front end logs all day: a literal inside one of them selects
 #: ordinary traffic, whatever its length (protocol folders of detections.md §1.1).

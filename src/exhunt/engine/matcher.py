@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from exhunt.engine.literals import JOINED_FIELDS, cell_value, literal_fields, required
+from exhunt.engine.literals import JOINED_FIELDS, cell_values, literal_fields, required
 from exhunt.model import FindingStage, Level, Record, RuleInfo
 
 Predicate = Callable[[Record], bool]
@@ -142,10 +142,10 @@ def _refuter(tree: Form, kind: str, single: list[tuple[str, Predicate]]) -> Call
 
     def refutes(piece: str) -> bool:
         for name, tests in deciders.items():
-            value = cell_value(kind, name, piece)
-            record = Record(0, None, {name: value}, value)
-            if all(test(record) for test in tests):
-                return False
+            for value in cell_values(kind, name, piece):
+                record = Record(0, None, {name: value}, value)
+                if all(test(record) for test in tests):
+                    return False
         return True
 
     return refutes

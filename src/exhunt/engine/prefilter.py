@@ -93,8 +93,10 @@ class Prefilter:
         self._judge = judge
         self._separator = separator
         #: Bytes from which on a line may not split into its values at the separator (CSV: a quote, which may
-        #: hold commas, a NUL or a bare CR, which the reader handles apart; IIS: anything but printable ASCII).
-        self._unplain = re.compile(rb'["\x00\r]' if separator == b"," else rb"[^\x20-\x7e]")
+        #: hold commas; IIS: anything but printable ASCII), and bytes that make a whole CSV line one value
+        #: (a NUL or a bare CR: the reader's CSV parser rejects the line).
+        self._unplain = re.compile(rb'"' if separator == b"," else rb"[^\x20-\x7e]")
+        self._unsplit = re.compile(rb"[\x00\r]") if separator == b"," else None
         self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
         self._verdicts: dict[tuple[int, str], bool] = {}
         self._dbs: dict[frozenset[int], hyperscan.Database] = {}
@@ -210,8 +212,12 @@ class Prefilter:
         return tuple(sorted({literals[ident] for ident, _ in hits if 0 <= ident < len(literals)}))
 
     def _columns(self, line: str, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        """The field names in force after ``line``."""
-        return (self._header(line) or columns) if self._header is not None else None
+        """The field names in force after ``line`` (``None``: not known, as after a header without names, which
+        leaves the reader to assume its defaults)."""
+        if self._header is None:
+            return None
+        names = self._header(line)
+        return columns if names is None else names or None
 
     def _ignorable(self, window: bytearray | bytes, begin: int, stop: int, hits: list[tuple[int, int]],
                    columns: tuple[str, ...] | None) -> bool:
@@ -237,12 +243,14 @@ class Prefilter:
     def _benign_pieces(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
         """Whether every hit of the line ``window[begin:end]`` is a literal in a benign piece."""
         separator, unplain = self._separator, self._unplain
+        unsplit = self._unsplit is not None and self._unsplit.search(window, begin, end) is not None
         for ident, to in hits:
             right = window.find(separator, to, end)
             right = end if right < 0 else right
-            if unplain.search(window, begin, right) is not None:
-                # a piece ends after a quote, which may hold commas (or a NUL or bare CR, which CSV rejects; IIS
-                # tokens split at any white space): split as the reader does, if that is known
+            if unsplit or unplain.search(window, begin, right) is not None:
+                # the reader does not cut this piece at the separator (a quote before its end may hold commas, a
+                # NUL or bare CR makes a CSV line one value, IIS tokens split at any white space): split as the
+                # reader does, if that is known
                 return self._cells is not None and self._ignorable_cells(
                     window[begin:end].decode("utf-8", "replace"), hits)
             left = window.rfind(separator, begin, to - self._lengths[ident]) + 1 or begin

@@ -9,7 +9,6 @@ rules neither imports pySigma nor parses YAML.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -247,13 +246,13 @@ def load_rules(extra_dirs: Sequence[str | Path] = ()) -> RuleSet:
 def compile_files(files: Iterable[tuple[str, str]], cached: bool = False) -> RuleSet:
     """Parse and compile Sigma files given as ``(path, text)``; with ``cached``, through the form cache."""
     files = list(files)
-    entry = cache.entry("rules", _LOWERING, (("sigma", "pysigma"),), files) if cached else None
+    entry = cache.entry("rules", _LOWERING, _PARSERS, files) if cached else None
     stored = cache.read(entry) if entry else None
     if isinstance(stored, dict):
         try:
             return compile_form(stored)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, re.error):
-            pass  # an entry damaged by hand: the files are parsed again
+        except Exception:  # an entry damaged by hand, whatever it holds: the files are parsed again
+            pass
     from exhunt.engine.sigma import lower_files  # pySigma: only for files not seen before
 
     form = lower_files(files)
@@ -262,8 +261,9 @@ def compile_files(files: Iterable[tuple[str, str]], cached: bool = False) -> Rul
     return compile_form(form)
 
 
-#: The modules whose code decides a file's form.
+#: The modules whose code decides a file's form, and the libraries that parse it (import and distribution names).
 _LOWERING = ("engine/sigma.py", "engine/taxonomy.py", "yamlio.py")
+_PARSERS = (("sigma", "pysigma"), ("yaml", "PyYAML"), ("pyparsing", "pyparsing"))
 
 
 def compile_form(form: Form) -> RuleSet:

@@ -40,6 +40,7 @@ from sigma.types import (
 from exhunt import yamlio
 from exhunt.engine.matcher import Form, UnsupportedRule
 from exhunt.engine.taxonomy import EXCHANGE_SERVICES, windows_channels
+from exhunt.model import FindingStage
 
 _WILDCARDS = {SpecialChars.WILDCARD_MULTI: "*", SpecialChars.WILDCARD_SINGLE: "?"}
 _FLAGS = {SigmaRegularExpressionFlag.IGNORECASE: "i", SigmaRegularExpressionFlag.MULTILINE: "m",
@@ -94,7 +95,7 @@ def lower_rule(rule: SigmaRule, path: str = "") -> Form:
     if len(conditions) != 1:
         raise UnsupportedRule("rules with several conditions are not supported")
     channels = None
-    if rule.logsource.product == "windows":
+    if kind == "evtx":
         found = windows_channels(rule.logsource.service, rule.logsource.category) or {}
         channels = {name: sorted(ids) if ids is not None else None for name, ids in found.items()}
     return {
@@ -134,7 +135,7 @@ def _info(rule: SigmaRule | SigmaCorrelationRule, path: str = "") -> Form:
         "id": rule.name or str(rule.id),
         "title": rule.title,
         "level": rule.level.name.lower() if rule.level else "medium",
-        "stage": str(rule.custom_attributes.get("stage", "probe")),
+        "stage": _stage(rule),
         "cves": [f"CVE-{t.name.upper()}" for t in tags if t.namespace == "cve"],
         "attack": [t.name.upper() for t in tags if t.namespace == "attack" and t.name.lower().startswith("t")],
         "references": list(rule.references or ()),
@@ -143,6 +144,13 @@ def _info(rule: SigmaRule | SigmaCorrelationRule, path: str = "") -> Form:
         "uuid": str(rule.id) if rule.id else "",
         "path": path,
     }
+
+
+def _stage(rule: SigmaRule | SigmaCorrelationRule) -> str:
+    stage = str(rule.custom_attributes.get("stage", "probe"))
+    if stage not in {str(known) for known in FindingStage}:
+        raise UnsupportedRule(f"stage {stage!r} is not one of {', '.join(str(known) for known in FindingStage)}")
+    return stage
 
 
 def _logsource_text(logsource: SigmaLogSource) -> str:
