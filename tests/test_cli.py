@@ -234,3 +234,14 @@ def test_no_cache_writes_nothing_but_the_outputs(tmp_path: Path) -> None:
                    env={"EXHUNT_CACHE_DIR": str(cache)})
         assert proc.returncode == 0, proc.stderr
         assert cache.exists() is not bool(extra)  # the cache is made only without --no-cache
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_an_error() -> None:
+    """A JSON document small enough to wait in stdout's buffer until exit, on a full disk: the exit code and a
+    message say it was lost (the process ends without the interpreter's own last flush)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "exhunt.cli", "scan", "/nonexistent", "-q", "--json", "-"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 1 and "could not be written" in proc.stderr

@@ -314,9 +314,16 @@ def run() -> NoReturn:
     a scan's modules and objects takes ~20 ms; by then every file is closed, the worker pool is shut down,
     and the output is flushed here)."""
     code = main()
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
-            stream.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass  # the reader stopped reading (``| head``): nothing is lost that it wanted
+    except (OSError, ValueError) as problem:  # a full disk: say so, as the interpreter would have
+        with suppress(OSError, ValueError):
+            sys.stderr.write(f"exhunt: the output could not be written: {problem}\n")
+        code = code or EXIT_ERROR
+    with suppress(OSError, ValueError):
+        sys.stderr.flush()
     os._exit(code)
 
 
