@@ -397,3 +397,37 @@ def test_odd_lines_the_prefilter_must_not_skip(tmp_path: Path, where: str, log: 
                          if f.rule.id == "EDGE"]
              for prefilter in (False, True)}
     assert found[False] and found[True] == found[False]
+
+
+def _rows(anchors: list[str]) -> str:
+    return "".join(f"2021-03-03T06:00:{n:02d}.000Z,{anchor}\r\n" for n, anchor in enumerate(anchors))
+
+
+_SSRF = "ServerInfo~a]@x:444/mapi/emsmdb/?#"
+
+
+@pytest.mark.parametrize("log", [
+    # a column-name line of one cell: the reader takes it as the header (none of the rows then fits it)
+    ("#Fields: DateTime,AnchorMailbox\r\nDateTime\r\n" + _rows(["Smtp~u@x"] * 4 + [_SSRF])).encode(),
+    # a BOM, then the header on the first line (columns not in the default order), and a directive after data
+    # lines (later parts are then read with every header line before them, the first one behind the BOM)
+    codecs.BOM_UTF8 + ("#Fields: AnchorMailbox,DateTime\r\n" + "Smtp~u@x,2021-03-03T06:00:00.000Z\r\n" * 3
+                       + "#Software: x\r\n" + "Smtp~u@x,2021-03-03T06:00:01.000Z\r\n" * 3
+                       + f"{_SSRF},2021-03-03T06:00:09.000Z\r\n").encode(),
+    # a BOM in front of a later #Fields line: the reader takes that line as data, not as a header
+    ("#Fields: DateTime,UrlStem\r\n\ufeff#Fields: DateTime,AnchorMailbox\r\n" + _rows(["/x"] * 4 + [_SSRF])).encode(),
+], ids=["one-cell-header", "bom-then-header", "bom-inside"])
+def test_parts_of_a_file_read_headers_as_the_reader_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         log: bytes) -> None:
+    import exhunt.scan
+
+    path = tmp_path / "HOST" / "Logging" / "HttpProxy" / "Ecp" / "HttpProxy_2021030300-1.LOG"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(log)
+
+    def found(**options: object) -> list[tuple[str, int | None]]:
+        return sorted((f.rule.id, f.line) for f in scan([str(tmp_path / "HOST")], **options).findings)  # type: ignore[arg-type]
+
+    whole, parsed = found(jobs=1), found(jobs=1, prefilter=False)
+    monkeypatch.setattr(exhunt.scan, "SPLIT_BYTES", len(log) // 3)
+    assert found(jobs=2) == whole == parsed

@@ -40,17 +40,17 @@ _FIRST_LINE, _FIRST_DATA = -1, -2
 #: Bytes of a file read before the literals ``wanted`` refused in it are left out of the Hyperscan
 #: database (compiling one costs up to ~0.1 s with thousands of pivot values).
 _RECOMPILE_AFTER = 64 << 20
-#: Cell verdicts kept per prefilter (bounded memory).
-_VERDICTS = 1 << 16
+#: Cell verdicts kept per prefilter, and the longest cell kept (bounded memory).
+_VERDICTS, _VERDICT_CHARS = 1 << 16, 512
 #: Lines the reader always sees: directives, bare column-name lines and blank lines.
 #: A line end and the first byte of a line that may be structure: a directive, a quoted or bare column-name
 #: line (``DateTime,`` / ``TimeStamp,``), a blank line. It selects a few data lines too (the reader sees them
 #: as data); one character class scans faster than several anchored patterns. A window's first line is
 #: checked with ``_NOT_DATA``.
 _STRUCTURE = rb'\n[#"\r\nDT]'
-_BARE_HEADER = re.compile(r'^"?(DateTime|TimeStamp)"?,')
+_BARE_HEADER = re.compile(r'^(?:DateTime|TimeStamp|"DateTime"|"TimeStamp")(?:,|$)')
 #: The start of a line that is not the first data line: a directive, a bare column-name line or a blank line.
-_NOT_DATA = re.compile(rb'#|"?(?:DateTime|TimeStamp)"?,|\r?\n')
+_NOT_DATA = re.compile(rb'#|(?:DateTime|TimeStamp|"DateTime"|"TimeStamp")(?:,|\r?\n|$)|\r?\n')
 
 
 def _is_header(text: str) -> bool:
@@ -168,8 +168,14 @@ class Prefilter:
             if number == 0:
                 hits.append((_FIRST_DATA, _first_data_line_end(window, size)))
             by_line: dict[int, list[tuple[int, int]]] = {}
-            for hit in hits:
-                by_line.setdefault(window.rfind(b"\n", 0, max(hit[1] - 1, 0)) + 1, []).append(hit)
+            start, stop = 0, -1  # the line of the latest hit: its first byte and its line end
+            for hit in sorted(hits, key=_end):  # in order, each line is found once (a long line may hold many hits)
+                last = max(hit[1] - 1, 0)
+                if last > stop:
+                    start = window.rfind(b"\n", max(stop, 0), last) + 1
+                    stop = window.find(b"\n", last, size)
+                    stop = size if stop < 0 else stop
+                by_line.setdefault(start, []).append(hit)
             line, previous = number + 1, 0
             for begin in sorted(by_line):
                 here = by_line[begin]
@@ -241,26 +247,42 @@ class Prefilter:
         return self._judge(self._found(hits), columns, text)
 
     def _benign_pieces(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
-        """Whether every hit of the line ``window[begin:end]`` is a literal in a benign piece."""
+        """Whether every hit of the line ``window[begin:end]`` is a literal in a benign piece. Each byte of the line
+        is looked at a bounded number of times, however many hits it holds."""
         separator, unplain = self._separator, self._unplain
-        unsplit = self._unsplit is not None and self._unsplit.search(window, begin, end) is not None
+        # the reader does not cut a piece at the separator when a quote before its end may hold commas, or a NUL or
+        # bare CR makes the CSV line one value (IIS tokens split at any white space): then split as it does, if known
+        if self._unsplit is not None and self._unsplit.search(window, begin, end) is not None:
+            return self._benign_cells(window, begin, end, hits)
+        checked = begin  # no unplain byte before this
+        left = right = start_before = begin
+        decided: set[tuple[int, int, int]] = set()
         for ident, to in hits:
-            right = window.find(separator, to, end)
-            right = end if right < 0 else right
-            if unsplit or unplain.search(window, begin, right) is not None:
-                # the reader does not cut this piece at the separator (a quote before its end may hold commas, a
-                # NUL or bare CR makes a CSV line one value, IIS tokens split at any white space): split as the
-                # reader does, if that is known
-                return self._cells is not None and self._ignorable_cells(
-                    window[begin:end].decode("utf-8", "replace"), hits)
-            left = window.rfind(separator, begin, to - self._lengths[ident]) + 1 or begin
+            if to > right or right == begin:  # a hit in a later piece: where it ends
+                right = window.find(separator, to, end)
+                right = end if right < 0 else right
+            if right > checked:
+                if unplain.search(window, checked, right) is not None:
+                    return self._benign_cells(window, begin, end, hits)
+                checked = right
+            first = to - self._lengths[ident]
+            lower = start_before if start_before <= first else begin
+            cut = window.rfind(separator, lower, first)
+            left = cut + 1 if cut >= 0 else (left if lower > begin else begin)
+            start_before = first
+            if (ident, left, right) in decided:
+                continue
+            decided.add((ident, left, right))
             if not self._verdict(ident, window[left:right].decode("utf-8", "replace")):
                 return False
         return True
 
-    def _ignorable_cells(self, text: str, hits: list[tuple[int, int]]) -> bool:
-        """The same for a line that does not split at its commas: every cell holding a hit literal must be benign."""
-        cells = self._cells(text)  # type: ignore[misc]
+    def _benign_cells(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
+        """The same for a line that does not split at its separators: every cell holding a hit literal, as the
+        reader splits the line, must be benign (never, when that split is not known)."""
+        if self._cells is None:
+            return False
+        cells = self._cells(window[begin:end].decode("utf-8", "replace"))
         for ident in {ident for ident, _ in hits}:
             literal = self.literals[ident]
             if not literal.isascii():
@@ -274,7 +296,7 @@ class Prefilter:
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._benign(self.literals[ident], cell)  # type: ignore[misc]
-            if len(self._verdicts) < _VERDICTS:
+            if len(self._verdicts) < _VERDICTS and len(cell) <= _VERDICT_CHARS:
                 self._verdicts[key] = verdict
         return verdict
 
@@ -390,11 +412,16 @@ def part_of(stream: IO[bytes], start: int) -> Part:
             break
         if not block.endswith(b"\n") and position + len(block) < start:
             block += stream.readline()  # keep blocks line-aligned (``start`` is)
+        ends = {to for _, to in _hits(structure, block, len(block))}
+        if position == 0 and block.startswith(codecs.BOM_UTF8):
+            ends.add(len(codecs.BOM_UTF8) + 1)  # the file's first line, behind its BOM
         position += len(block)
-        for to in sorted({to for _, to in _hits(structure, block, len(block))}):
+        for to in sorted(ends):
             begin = block.rfind(b"\n", 0, max(to - 1, 0)) + 1
             stop = block.find(b"\n", begin)
             text = block[begin:None if stop < 0 else stop].decode("utf-8", "replace").rstrip("\r")
+            if number == 0 and begin == 0:
+                text = text.removeprefix("\ufeff")  # a BOM starts the file, not a line
             if text and not _is_header(text):
                 continue
             context.append((number + block.count(b"\n", 0, begin) + 1, text))
@@ -412,7 +439,8 @@ def top_of(stream: IO[bytes], start: int) -> Part:
     stream.seek(0)
     context = []
     for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE), b""), 1):
-        text = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        text = text.removeprefix("\ufeff") if number == 1 else text  # a BOM starts the file, not a line
         if text and not _is_header(text):
             break
         context.append((number, text))
@@ -420,6 +448,10 @@ def top_of(stream: IO[bytes], start: int) -> Part:
             break
     stream.seek(start)
     return Part(start, 0, tuple(line for line in context if line[1]))
+
+
+def _end(hit: tuple[int, int]) -> int:
+    return hit[1]
 
 
 def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[tuple[int, int]]:
