@@ -431,3 +431,28 @@ def test_parts_of_a_file_read_headers_as_the_reader_does(tmp_path: Path, monkeyp
     whole, parsed = found(jobs=1), found(jobs=1, prefilter=False)
     monkeypatch.setattr(exhunt.scan, "SPLIT_BYTES", len(log) // 3)
     assert found(jobs=2) == whole == parsed
+
+
+@pytest.mark.parametrize(("hint", "agent", "rule"), [
+    ("X-BEResource-Coo\u212aie", "a", ""),  # KELVIN SIGN: Python lowers it to 'k' (PL-SSRF-3's literal)
+    ("", "\u00c9VIL agent", "UserAgent|contains: '\u00e9vil'"),  # a non-ASCII letter in another case
+    ("", "\u00dcmlaut/1.0", ""),  # the same non-ASCII agent as an attack line: the pivot pass follows it
+])
+def test_letters_whose_case_a_byte_search_cannot_fold(tmp_path: Path, hint: str, agent: str, rule: str) -> None:
+    path = tmp_path / "HOST" / "Logging" / "HttpProxy" / "Ecp" / "HttpProxy_2021030300-1.LOG"
+    path.parent.mkdir(parents=True)
+    row = "2021-03-03T06:00:{:02d}.000Z,{},{},{},{}\r\n".format
+    path.write_text("#Fields: DateTime,UrlStem,RoutingHint,AnchorMailbox,UserAgent\r\n" + row(0, "/owa/", "", "", "a")
+                    + row(1, "/ecp/y.js", "", "ServerInfo~a]@x:444/mapi/emsmdb/?#", "\u00dcmlaut/1.0")
+                    + row(2, "/ecp/y.js", hint, "", agent) + row(3, "/owa/", "", "", "a"), encoding="utf-8")
+    folders = []
+    if rule:
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules" / "r.yml").write_text(_RULE.format(logsource="{product: exchange, service: httpproxy}",
+                                                               detection=f"sel: {{{rule}}}", condition="sel"),
+                                                  encoding="utf-8")
+        folders = [str(tmp_path / "rules")]
+    found = {on: sorted((f.rule.id, f.line) for f in scan([str(tmp_path / "HOST")], prefilter=on, rule_dirs=folders)
+                        .findings if f.line == 4)
+             for on in (False, True)}
+    assert found[False] and found[True] == found[False]

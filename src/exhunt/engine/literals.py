@@ -31,6 +31,7 @@ DECODED_FIELDS = frozenset({DECODED_URI})
 #: IIS fields written with ``+`` for spaces (as the W3C reader decodes them, under both names).
 PLUS_FIELDS = frozenset({*PLUS_DECODED, *(ALIASES[name] for name in PLUS_DECODED)})
 _QUOTES = re.compile(r"[\"']")
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
 def required(node: dict[str, Any], kind: str) -> Literals:
@@ -183,5 +184,7 @@ def _raw_form(literal: str | None, field: str | None, kind: str) -> Literals:
         pieces = [piece.replace(" ", "+") for piece in pieces]
     if kind == "iis" and field == JOINED_URI:
         pieces = [piece for part in pieces for piece in part.split("?") if piece]
+    # the prefilter folds ASCII case only (``É`` is not ``é`` to it): literals are runs of ASCII
+    pieces = [run for piece in pieces for run in _NOT_ASCII.split(piece) if run]
     best = max(pieces, key=lambda piece: _quality(piece.lower()), default="")
     return frozenset({best.lower()}) if best else None

@@ -48,6 +48,10 @@ _VERDICTS, _VERDICT_CHARS = 1 << 16, 512
 #: as data); one character class scans faster than several anchored patterns. A window's first line is
 #: checked with ``_NOT_DATA``.
 _STRUCTURE = rb'\n[#"\r\nDT]'
+#: The only characters that Python lowers to ASCII letters (KELVIN SIGN -> k, CAPITAL I WITH DOT ABOVE -> i
+#: and a combining dot), which a caseless byte search cannot see as those letters: a line holding one is handed
+#: on, and the rules to evaluate on it are picked from its lowered text.
+_LOWERS_TO_ASCII = rb"\xe2\x84\xaa|\xc4\xb0"
 _BARE_HEADER = re.compile(r'^(?:DateTime|TimeStamp|"DateTime"|"TimeStamp")(?:,|$)')
 #: The start of a line that is not the first data line: a directive, a bare column-name line or a blank line.
 _NOT_DATA = re.compile(rb'#|(?:DateTime|TimeStamp|"DateTime"|"TimeStamp")(?:,|\r?\n|$)|\r?\n')
@@ -108,9 +112,10 @@ class Prefilter:
         if db is None:
             live = [index for index in range(len(self.literals)) if index not in dead]
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(expressions=[*(_escape(self.literals[i]) for i in live), _STRUCTURE],
-                       ids=[*live, len(self.literals)], elements=len(live) + 1,
-                       flags=[hyperscan.HS_FLAG_CASELESS] * len(live) + [0])
+            count = len(self.literals)
+            db.compile(expressions=[*(_escape(self.literals[i]) for i in live), _STRUCTURE, _LOWERS_TO_ASCII],
+                       ids=[*live, count, count + 1], elements=len(live) + 2,
+                       flags=[hyperscan.HS_FLAG_CASELESS] * len(live) + [0, 0])
             if len(self._dbs) < 16:
                 self._dbs[dead] = db
         return db
@@ -185,7 +190,8 @@ class Prefilter:
                 if (self._benign or self._judge) and self._ignorable(window, begin, stop, here, columns):
                     continue
                 literals = self._found(here)
-                if wanted is not None and literals and not wanted(literals):
+                unseen = any(ident == len(self.literals) + 1 for ident, _ in here)  # literals may hide in it
+                if wanted is not None and literals and not unseen and not wanted(literals):
                     dead.update(ident for ident, _ in here if 0 <= ident < len(self.literals))
                     continue
                 line += int(np.count_nonzero(newline[previous:begin]))
@@ -199,7 +205,8 @@ class Prefilter:
                 if header and seen_data:
                     counts.late_headers += 1
                 seen_data = seen_data or not (header or not text)
-                found.add(line, literals)
+                if not unseen:
+                    found.add(line, literals)
                 yield line, text
                 yielded = line
             counts.physical += lines_here
@@ -285,8 +292,6 @@ class Prefilter:
         cells = self._cells(window[begin:end].decode("utf-8", "replace"))
         for ident in {ident for ident, _ in hits}:
             literal = self.literals[ident]
-            if not literal.isascii():
-                return False  # Hyperscan folds ASCII case only: lowered cells may not show the hit
             if not all(self._verdict(ident, cell) for cell in cells if literal in cell.lower()):
                 return False
         return True
