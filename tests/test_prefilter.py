@@ -456,3 +456,40 @@ def test_letters_whose_case_a_byte_search_cannot_fold(tmp_path: Path, hint: str,
                         .findings if f.line == 4)
              for on in (False, True)}
     assert found[False] and found[True] == found[False]
+
+
+class _PiecewisePrefilter(Prefilter):
+    """The benign-piece test written plainly (each hit's piece found by searching the whole line): what the
+    bookkeeping of :meth:`Prefilter._benign_pieces` must agree with."""
+
+    def _benign_pieces(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
+        line = bytes(window[begin:end])
+        if b"\x00" in line or b"\r" in line:
+            return self._benign_cells(window, begin, end, hits)
+        for ident, to in hits:
+            right = line.find(b",", to - begin)
+            right = len(line) if right < 0 else right
+            if b'"' in line[:right]:
+                return self._benign_cells(window, begin, end, hits)
+            left = line.rfind(b",", 0, to - begin - len(self.literals[ident])) + 1
+            if not self._verdict(ident, line[left:right].decode("utf-8", "replace")):
+                return False
+        return True
+
+
+def test_the_benign_piece_bookkeeping_agrees_with_searching_each_hit_on_its_own() -> None:
+    from exhunt.readers.exchange_csv import split_cells
+
+    rng = random.Random(11)
+    literals = ["ab", "b,c", "cab"]  # one holds a separator; hits overlap and repeat within pieces
+
+    def benign(literal: str, piece: str) -> bool:  # a verdict that depends on the whole piece
+        return len(piece) % 3 != 0 or literal not in piece.lower()
+
+    lines = ["#Fields: x,y"] + ["".join(rng.choice("aAbBc,,x\"") for _ in range(rng.randrange(1, 60)))
+                                for _ in range(3000)]
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    kept = [[n for n, _ in kind(literals, benign, split_cells).lines(io.BytesIO(data), FileDiagnostics("x"),
+                                                                    LineCounts())]
+            for kind in (Prefilter, _PiecewisePrefilter)]
+    assert kept[0] == kept[1] and 100 < len(kept[0]) < len(lines) - 100
