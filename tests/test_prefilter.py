@@ -465,12 +465,12 @@ class _PiecewisePrefilter(Prefilter):
     def _benign_pieces(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
         line = bytes(window[begin:end])
         if b"\x00" in line or b"\r" in line:
-            return self._benign_cells(window, begin, end, hits)
+            return self._benign_split(window, begin, end, hits)
         for ident, to in hits:
             right = line.find(b",", to - begin)
             right = len(line) if right < 0 else right
             if b'"' in line[:right]:
-                return self._benign_cells(window, begin, end, hits)
+                return self._benign_split(window, begin, end, hits)
             left = line.rfind(b",", 0, to - begin - len(self.literals[ident])) + 1
             if not self._verdict(ident, line[left:right].decode("utf-8", "replace")):
                 return False

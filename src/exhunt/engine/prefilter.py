@@ -102,19 +102,21 @@ class Prefilter:
         self._unplain = re.compile(rb'"' if separator == b"," else rb"[^\x20-\x7e]")
         self._unsplit = re.compile(rb"[\x00\r]") if separator == b"," else None
         self._lengths = [len(literal.encode("utf-8")) for literal in self.literals]
+        #: Hit ids after the literals': the structure pattern's, and that of ``_LOWERS_TO_ASCII``.
+        self._structure, self._unseen = len(self.literals), len(self.literals) + 1
         self._verdicts: dict[tuple[int, str], bool] = {}
         self._dbs: dict[frozenset[int], hyperscan.Database] = {}
         self._db()  # compiled now: forked workers inherit it
 
     def _db(self, dead: frozenset[int] = frozenset()) -> hyperscan.Database:
-        """The literals but ``dead`` ones (by index, ids kept) and the structure pattern, compiled once."""
+        """The literals but ``dead`` ones (by index, ids kept), the structure pattern and ``_LOWERS_TO_ASCII``,
+        compiled once."""
         db = self._dbs.get(dead)
         if db is None:
             live = [index for index in range(len(self.literals)) if index not in dead]
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            count = len(self.literals)
             db.compile(expressions=[*(_escape(self.literals[i]) for i in live), _STRUCTURE, _LOWERS_TO_ASCII],
-                       ids=[*live, count, count + 1], elements=len(live) + 2,
+                       ids=[*live, self._structure, self._unseen], elements=len(live) + 2,
                        flags=[hyperscan.HS_FLAG_CASELESS] * len(live) + [0, 0])
             if len(self._dbs) < 16:
                 self._dbs[dead] = db
@@ -173,14 +175,14 @@ class Prefilter:
             if number == 0:
                 hits.append((_FIRST_DATA, _first_data_line_end(window, size)))
             by_line: dict[int, list[tuple[int, int]]] = {}
-            start, stop = 0, -1  # the line of the latest hit: its first byte and its line end
+            line_start, line_end = 0, -1  # the latest hit's line: its first byte and its line end
             for hit in sorted(hits, key=_end):  # in order, each line is found once (a long line may hold many hits)
-                last = max(hit[1] - 1, 0)
-                if last > stop:
-                    start = window.rfind(b"\n", max(stop, 0), last) + 1
-                    stop = window.find(b"\n", last, size)
-                    stop = size if stop < 0 else stop
-                by_line.setdefault(start, []).append(hit)
+                at = max(hit[1] - 1, 0)
+                if at > line_end:
+                    line_start = window.rfind(b"\n", max(line_end, 0), at) + 1
+                    line_end = window.find(b"\n", at, size)
+                    line_end = size if line_end < 0 else line_end
+                by_line.setdefault(line_start, []).append(hit)
             line, previous = number + 1, 0
             for begin in sorted(by_line):
                 here = by_line[begin]
@@ -190,7 +192,7 @@ class Prefilter:
                 if (self._benign or self._judge) and self._ignorable(window, begin, stop, here, columns):
                     continue
                 literals = self._found(here)
-                unseen = any(ident == len(self.literals) + 1 for ident, _ in here)  # literals may hide in it
+                unseen = any(ident == self._unseen for ident, _ in here)  # literals may hide in it
                 if wanted is not None and literals and not unseen and not wanted(literals):
                     dead.update(ident for ident, _ in here if 0 <= ident < len(self.literals))
                     continue
@@ -260,17 +262,17 @@ class Prefilter:
         # the reader does not cut a piece at the separator when a quote before its end may hold commas, or a NUL or
         # bare CR makes the CSV line one value (IIS tokens split at any white space): then split as it does, if known
         if self._unsplit is not None and self._unsplit.search(window, begin, end) is not None:
-            return self._benign_cells(window, begin, end, hits)
+            return self._benign_split(window, begin, end, hits)
         checked = begin  # no unplain byte before this
         left = right = start_before = begin
         decided: set[tuple[int, int, int]] = set()
         for ident, to in hits:
-            if to > right or right == begin:  # a hit in a later piece: where it ends
+            if to > right:  # a hit in a later piece: where it ends
                 right = window.find(separator, to, end)
                 right = end if right < 0 else right
             if right > checked:
                 if unplain.search(window, checked, right) is not None:
-                    return self._benign_cells(window, begin, end, hits)
+                    return self._benign_split(window, begin, end, hits)
                 checked = right
             first = to - self._lengths[ident]
             lower = start_before if start_before <= first else begin
@@ -284,7 +286,7 @@ class Prefilter:
                 return False
         return True
 
-    def _benign_cells(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
+    def _benign_split(self, window: bytearray | bytes, begin: int, end: int, hits: list[tuple[int, int]]) -> bool:
         """The same for a line that does not split at its separators: every cell holding a hit literal, as the
         reader splits the line, must be benign (never, when that split is not known)."""
         if self._cells is None:
