@@ -28,7 +28,7 @@ from exhunt.engine.correlate import BaseMatch, correlate
 from exhunt.engine.matcher import CompiledRule
 from exhunt.engine.pivot import pivot_rules
 from exhunt.engine.pivot import rank as pivot_rank
-from exhunt.engine.prefilter import LineCounts, LineHits, cut_points, part_of, top_of
+from exhunt.engine.prefilter import LineCounts, LineHits, Prefilter, cut_points, part_of, top_of
 from exhunt.engine.rules import RuleSet, load_rules
 from exhunt.layouts import discover
 from exhunt.layouts.evidence import Collection, EvidenceFile
@@ -253,11 +253,9 @@ def _tasks(collections: Sequence[Collection], rules: RuleSet, options: ScanOptio
             kind = classify_path(evidence.path)
             if options.pivot_values and kind is not None and kind not in rules.kinds:
                 continue
-            if kind is not None and options.prefilter and not KINDS[kind].binary:
-                rules.prefilter(kind)  # compiled here, before worker processes fork
-            splittable = (options.jobs > 1 and options.prefilter and evidence.container is None
-                          and evidence.size > SPLIT_BYTES and kind is not None and not KINDS[kind].binary
-                          and not KINDS[kind].keep_records and rules.prefilter(kind) is not None)
+            prefilter = _prefilter(kind, rules, options) if kind is not None else None  # before workers fork
+            splittable = (options.jobs > 1 and evidence.container is None and evidence.size > SPLIT_BYTES
+                          and prefilter is not None)
             if not splittable:
                 tasks.append(_Task(index, evidence, collection.layout))
                 continue
@@ -540,14 +538,19 @@ def _classify(evidence: EvidenceFile, layout: str, state: _HostState) -> str | N
     return kind
 
 
+def _prefilter(kind: str, rules: RuleSet, options: ScanOptions) -> Prefilter | None:
+    """The literal prefilter a file of ``kind`` is read through (text logs whose records are not kept)."""
+    source = KINDS[kind]
+    return rules.prefilter(kind) if options.prefilter and not source.binary and not source.keep_records else None
+
+
 def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanOptions, state: _HostState,
                span: tuple[int, int] | None = None, exact: bool = False, before: Counter[str] | None = None) -> None:
     source = KINDS[kind]
     file_diags = diag.FileDiagnostics(evidence.path)
     facts = FileFacts()
     select = rules.selector(kind)
-    wanted = options.prefilter and not source.binary and not source.keep_records
-    prefilter = rules.prefilter(kind) if wanted else None
+    prefilter = _prefilter(kind, rules, options)
     counts, found = LineCounts(), LineHits()
     listed: Counter[str] | None = Counter(before) if options.pivot_values else None
 
