@@ -181,7 +181,7 @@ def _benign_cells(rules: tuple[CompiledRule, ...]) -> Callable[[str, str], bool]
         lowered = piece.lower()
         for rule in rules:
             owns = [own for own in rule.literals or () if literal in own]
-            if not owns or not any(own == literal or not own.isascii() or own in lowered for own in owns):
+            if not owns or not any(own == literal or own in lowered for own in owns):
                 continue
             if rule.refutes is None or not rule.refutes(piece):
                 return False
