@@ -20,7 +20,21 @@ from exhunt.scan import scan
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gen_logs  # the benchmark generator doubles as a source of realistic lines
 
+import logfmt
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+_RULE = """
+title: t
+name: EDGE
+id: 2e1f4d7b-5c9f-4c1f-9a68-6d6c2b3f0a22
+logsource: {logsource}
+detection:
+  {detection}
+  condition: {condition}
+level: high
+stage: probe
+"""
 
 
 def signature(result: ScanResult) -> dict[str, object]:
@@ -205,33 +219,16 @@ def test_a_rule_is_refuted_by_a_cell_only_through_conjuncts_on_one_field() -> No
     assert refutes is not None
     assert refutes("/owa/auth/logon.aspx") and refutes("/owa/auth/15.1.2176/themes/logo.png")
     assert not refutes("/owa/auth/shell.aspx") and not refutes("/OWA/auth/x.ASHX")
-    keyword = """
-title: t
-name: K
-id: 1d0f3c6a-4b8e-4b0e-8f57-5c5b1a2e9f10
-logsource: {product: exchange, service: httpproxy}
-detection:
-  words: ['/owa/auth/']
-  condition: words
-level: low
-stage: probe
-"""
+    keyword = _RULE.format(logsource="{product: exchange, service: httpproxy}", detection="words: ['/owa/auth/']",
+                           condition="words")
     assert compile_files([("k.yml", keyword)]).rules[0].refutes is None  # a raw-line test: no cell decides
 
 
 def test_a_rule_is_refuted_by_a_line_through_its_one_field_conditions_on_the_reader_values() -> None:
-    rule = """
-title: t
-name: R
-id: 2e1f4d7b-5c9f-4c1f-9a68-6d6c2b3f0a21
-logsource: {category: webserver, product: iis}
-detection:
-  selection: {cs-uri-stem|contains: '/owa/', cs-referer|exists: true}
-  either: [{c-ip: 192.0.2.1}, {sc-status: 500}]
-  condition: selection and either
-level: low
-stage: probe
-"""
+    rule = _RULE.format(logsource="{category: webserver, product: iis}",
+                        detection="selection: {cs-uri-stem|contains: '/owa/', cs-referer|exists: true}\n"
+                                  "  either: [{c-ip: 192.0.2.1}, {sc-status: 500}]",
+                        condition="selection and either")
     refuted = compile_files([("r.yml", rule)]).rules[0].refuted
     assert refuted is not None
     assert refuted({"cs-uri-stem": "/ecp/", "cs-referer": ""})
@@ -240,8 +237,8 @@ stage: probe
     # ``either`` reads two fields: no value of one of them decides it
     assert not refuted({"cs-uri-stem": "/owa/x", "cs-referer": "", "c-ip": "10.0.0.1", "sc-status": "200"})
 
+
 def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: Path) -> None:
-    import logfmt
 
     rows = [
         {"UrlStem": "/ecp/"},  # the first data row: always read
@@ -308,7 +305,6 @@ def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
     """Tokens rule rules out (piece by piece, or all of a line's fields under the ``#Fields:`` line in force,
     also in a part of a file cut for several processes); the findings are those of parsing every line."""
     import exhunt.scan
-    import logfmt
 
     rows = [
         {"cs-uri-stem": "/ecp/", "c-ip": "10.0.0.5"},  # the first data row: always read
@@ -343,19 +339,6 @@ def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
     assert {f.rule.id for f in on.findings} == {"PL-WS-7"} and len(on.findings) == 2 + 2 * 500
 
 
-_RULE = """
-title: t
-name: EDGE
-id: 2e1f4d7b-5c9f-4c1f-9a68-6d6c2b3f0a22
-logsource: {logsource}
-detection:
-  {detection}
-  condition: {condition}
-level: high
-stage: probe
-"""
-_IIS_FIELDS = ("date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username", "c-ip",
-               "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken")
 
 
 def _iis(stem: str, client: str, second: int) -> str:
@@ -366,7 +349,8 @@ def _iis(stem: str, client: str, second: int) -> str:
     # a #Fields: line without names: the reader assumes the default fields, so the earlier ones do not hold
     ("C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
      "\r\n".join(["#Software: Microsoft Internet Information Services 10.0",
-                  "#Fields: " + " ".join((*_IIS_FIELDS[:2], "c-ip", *_IIS_FIELDS[3:8], "s-ip", *_IIS_FIELDS[9:])),
+                  "#Fields: " + " ".join((*logfmt.IIS_FIELDS[:2], "c-ip", *logfmt.IIS_FIELDS[3:8], "s-ip",
+                                          *logfmt.IIS_FIELDS[9:])),
                   _iis("/first", "10.0.0.2", 0), "#Fields:", _iis("/evilpath", "203.0.113.9", 1),
                   _iis("/last", "10.0.0.2", 2)]),
      "{category: webserver, product: iis}",
