@@ -203,7 +203,8 @@ def _benign_lines(selector: RuleSelector, values_of: Callable[[tuple[str, ...], 
         values = values_of(fields, line)
         if values is None:
             return False
-        return all(rule.refuted is not None and rule.refuted(values) for rule in selector.found(literals, line))
+        record = Record(0, None, values, "")
+        return all(rule.refuted is not None and rule.refuted(record) for rule in selector.found(literals, line))
 
     return benign
 
