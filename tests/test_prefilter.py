@@ -14,7 +14,7 @@ from exhunt.diagnostics import FileDiagnostics
 from exhunt.engine.literals import regex_pieces
 from exhunt.engine.prefilter import LineCounts, Prefilter, cut_points, part_of
 from exhunt.engine.rules import compile_files, shipped_rules
-from exhunt.model import ScanResult
+from exhunt.model import Record, ScanResult
 from exhunt.scan import scan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -231,11 +231,15 @@ def test_a_rule_is_refuted_by_a_line_through_its_one_field_conditions_on_the_rea
                         condition="selection and either")
     refuted = compile_files([("r.yml", rule)]).rules[0].refuted
     assert refuted is not None
-    assert refuted({"cs-uri-stem": "/ecp/", "cs-referer": ""})
-    assert refuted({"cs-uri-stem": "/owa/x"})  # no such field at all: ``exists`` is false
-    assert not refuted({"cs-uri-stem": "/owa/x", "cs-referer": ""})
+
+    def line(**values: str) -> Record:
+        return Record(0, None, {name.replace("_", "-"): value for name, value in values.items()}, "")
+
+    assert refuted(line(cs_uri_stem="/ecp/", cs_referer=""))
+    assert refuted(line(cs_uri_stem="/owa/x"))  # no such field at all: ``exists`` is false
+    assert not refuted(line(cs_uri_stem="/owa/x", cs_referer=""))
     # ``either`` reads two fields: no value of one of them decides it
-    assert not refuted({"cs-uri-stem": "/owa/x", "cs-referer": "", "c-ip": "10.0.0.1", "sc-status": "200"})
+    assert not refuted(line(cs_uri_stem="/owa/x", cs_referer="", c_ip="10.0.0.1", sc_status="200"))
 
 
 def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: Path) -> None:
