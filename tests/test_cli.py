@@ -195,6 +195,7 @@ def test_rules_command_lists_every_rule() -> None:
     assert prefilter["PL-26857-1"] == "channel, event ID" and prefilter["PL-SSRF-1"] == "serverinfo~"
     assert prefilter["PNS-OWA-2-ATTEMPT"] == "full parse"  # any ClientInfo (\w): Rps_Http is parsed in full
     assert prefilter["ARCH-STAGING-1"] == "-"  # a file-tree rule
+    assert prefilter["PNS-SSRF-2"] in ("%-encoded, autodiscover", "%-encoded, powershell")  # cs-uri-decoded
 
 
 def test_baseline_scan_and_collect(tmp_path: Path) -> None:

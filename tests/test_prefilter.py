@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exhunt.diagnostics import FileDiagnostics
-from exhunt.engine.literals import regex_pieces
+from exhunt.engine.literals import ENCODED, regex_pieces
 from exhunt.engine.prefilter import LineCounts, Prefilter, cut_points, part_of
 from exhunt.engine.rules import compile_files, shipped_rules
 from exhunt.model import Record, ScanResult
@@ -126,8 +126,8 @@ def test_literals_of_shipped_rules() -> None:
     assert literals["PL-SSRF-1"] == frozenset({"serverinfo~"})
     assert literals["PL-SSRF-2"] == frozenset({"/ecp/proxylogon.ecp"})
     assert literals["PL-SSRF-3"] == frozenset({"x-beresource-cookie", "x-anonresource-backend-cookie"})
-    # a value matched after percent-decoding is in the raw line as it is, or the line holds a '%'
-    assert literals["PNS-SSRF-2"] in ({"autodiscover", "%"}, {"powershell", "%"})
+    # a value matched after percent-decoding is in the raw line as it is, or percent-encoded
+    assert literals["PNS-SSRF-2"] in ({"autodiscover", ENCODED}, {"powershell", ENCODED})
     assert shipped_rules().prefilter("iis") is not None
     assert shipped_rules().prefilter("httpproxy") is not None
     # event-log rules are gated by channel, not by literals
@@ -272,9 +272,9 @@ def test_benign_cells_are_skipped_but_quoted_and_mixed_lines_are_read(tmp_path: 
 
 @pytest.mark.parametrize("kind", ["httpproxy", "iis"])
 def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path: Path, kind: str) -> None:
-    """The rules a line can match, from the prefilter's hits, equal those found by searching the line; every
-    rule that matches a record handed on is among them (the last line comes without literals when none of
-    its hits can select a rule)."""
+    """The rules a line can match, from the prefilter's hits, equal those found by searching the line (are among
+    them, in a line with a '%'); every rule that matches a record handed on is among them (the last line comes
+    without literals when none of its hits can select a rule)."""
     from exhunt.engine.prefilter import LineHits
     from exhunt.readers import FileFacts
     from exhunt.sources import KINDS, classify_path
@@ -299,7 +299,9 @@ def test_rules_picked_from_the_literals_found_are_those_the_text_picks(tmp_path:
                 picked = select.pick(record, literals)
                 assert {r.name for r in select(record.raw.lower()) if r.match(record)} <= {r.name for r in picked}
                 if literals:
-                    assert picked == select(record.raw.lower()), record.raw
+                    # the text holds ENCODED wherever it holds a '%', the prefilter only where a literal is encoded
+                    by_text = select(record.raw.lower())
+                    assert picked == by_text if "%" not in record.raw else set(picked) <= set(by_text), record.raw
                     compared += 1
     assert examples and compared > 100
 
@@ -324,11 +326,7 @@ def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
     ]
     host = tmp_path / "HOST"
     path = logfmt.write_iis(host, rows)
-    before = sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#"))
-    with path.open("rb") as stream:
-        candidates = [n - before - 1 for n, _ in
-                      shipped_rules().prefilter("iis").lines(stream, FileDiagnostics("x"), LineCounts())]
-    assert [n for n in candidates if n >= 0] == [0, 2, 6, 7]
+    assert _data_candidates(shipped_rules().prefilter("iis"), path) == [0, 2, 6, 7]
 
     # then the same requests under a header with stem and query swapped (thousands of them: cut into parts)
     names = list(logfmt.IIS_FIELDS)
@@ -343,6 +341,15 @@ def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
     assert {f.rule.id for f in on.findings} == {"PL-WS-7"} and len(on.findings) == 2 + 2 * 500
 
 
+
+
+def _data_candidates(prefilter: Prefilter | None, path: Path) -> list[int]:
+    """The data rows (from 0) of a log that ``prefilter`` hands on."""
+    assert prefilter is not None
+    before = sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#"))
+    with path.open("rb") as stream:
+        lines = prefilter.lines(stream, FileDiagnostics("x"), LineCounts())
+        return [number - before - 1 for number, _ in lines if number > before]
 
 
 def _iis(stem: str, client: str, second: int) -> str:
@@ -481,3 +488,41 @@ def test_the_benign_piece_bookkeeping_agrees_with_searching_each_hit_on_its_own(
                                                                     LineCounts())]
             for kind in (Prefilter, _PiecewisePrefilter)]
     assert kept[0] == kept[1] and 100 < len(kept[0]) < len(lines) - 100
+
+
+_ATTACKER = "203.0.113.9"
+
+
+def test_rule_literals_are_found_percent_encoded_and_other_escapes_are_skipped(tmp_path: Path) -> None:
+    """A value tested after percent-decoding is found with any character escaped (either case, KELVIN SIGN for
+    'k'); lines whose escapes spell no rule literal (ActiveSync's DOMAIN%5Cuser) are not handed on; a '?' in the
+    value may be where the line has the space between stem and query."""
+    sync = {"cs-uri-stem": "/Microsoft-Server-ActiveSync/default.eas", "c-ip": "10.0.0.5",
+            "cs-uri-query": "Cmd=Ping&User=CONTOSO%5Cjdoe&DeviceId=A1&DeviceType=Android"}
+    rows = [
+        {"cs-uri-stem": "/ecp/", "c-ip": "10.0.0.5"},  # the first data row: always read
+        *[sync] * 5,
+        {"cs-uri-stem": "/autodiscover/autodiscover%2Ejson", "cs-uri-query": "@x.com/%50owershell", "c-ip": _ATTACKER},
+        {"cs-uri-stem": "/EVIL%4bIT", "c-ip": _ATTACKER},
+        {"cs-uri-stem": "/evil%E2%84%AAit", "c-ip": _ATTACKER},
+        {"cs-uri-stem": "/autodiscover/autodiscover.json", "cs-uri-query": "@x.com/mapi/nspi", "c-ip": _ATTACKER},
+        *[sync] * 5,
+        {"cs-uri-stem": "/ecp/", "c-ip": "10.0.0.5"},  # the last row: always read
+    ]
+    host = tmp_path / "HOST"
+    path = logfmt.write_iis(host, rows)
+    (tmp_path / "rules").mkdir()
+    for name, value in (("kit", "'/evilkit'"), ("join", "'autodiscover.json\\?@x'")):
+        (tmp_path / "rules" / f"{name}.yml").write_text(_RULE.format(
+            logsource="{category: webserver, product: iis}", detection=f"sel: {{cs-uri-decoded|contains: {value}}}",
+            condition="sel").replace("name: EDGE", f"name: EDGE-{name}"), encoding="utf-8")
+    rules = compile_files([(str(p), p.read_text()) for p in sorted((tmp_path / "rules").iterdir())])
+    assert _data_candidates(shipped_rules().prefilter("iis"), path) == [0, 6, 9, 15]  # /autodiscover.json escaped
+    assert _data_candidates(rules.prefilter("iis"), path) == [0, 6, 7, 8, 9, 15]
+    before = sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#")) + 1
+    found = {on: sorted((f.rule.id, f.line - before) for f in scan([str(host)], pivot=False, prefilter=on,
+                                                                 rule_dirs=[str(tmp_path / "rules")]).findings
+                        if f.line is not None)
+             for on in (False, True)}
+    assert found[True] == found[False]
+    assert {("PS-SSRF-1", 6), ("EDGE-kit", 7), ("EDGE-kit", 8), ("EDGE-join", 9)} <= set(found[True])

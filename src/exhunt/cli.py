@@ -254,6 +254,8 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from exhunt.engine.literals import ENCODED
+
     ruleset = load_rules(rule_dirs)
     out = _console(stderr=False)
     table = Table(title=f"exhunt {__version__}: rules")
@@ -268,7 +270,8 @@ def rules_command(rule_dirs: tuple[str, ...]) -> None:
         elif rule.channels is not None:
             prefilter = "channel, event ID"  # event logs: picked by these, never parsed in full for a rule
         else:
-            prefilter = ", ".join(sorted(rule.literals))[:40] if rule.literals else "full parse"
+            shown = sorted("%-encoded" if literal == ENCODED else literal for literal in rule.literals or ())
+            prefilter = ", ".join(shown)[:40] if shown else "full parse"
         table.add_row(info.id, str(info.level), info.stage.value, ", ".join(info.cves), info.title, prefilter)
     out.print(table)
     for problem in ruleset.diagnostics:

@@ -7,7 +7,7 @@ whose raw form is not its value). Value strings are turned into what the raw lin
 double quotes inside quoted cells (so only quote-free pieces are used), IIS writes spaces in user
 agents and referers as ``+``, ``cs-uri`` joins stem and query with ``?`` where the log has a space,
 and a value matched in a percent-decoded field is in the raw line either as it is or with some
-character encoded, so such a value gives the literal or ``%``.
+character encoded, so such a value gives the literal or :data:`ENCODED`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ except ImportError:  # pragma: no cover
 
 Literals = frozenset[str] | None
 
-#: Percent-decoded fields: a value is in the raw line as it is, or the line holds a ``%``.
+#: Percent-decoded fields: a value is in the raw line as it is, or percent-encoded (:data:`ENCODED`).
 DECODED_FIELDS = frozenset({DECODED_URI})
+#: The pseudo-literal "one of the other literals of this set, with some of its characters percent-encoded": a
+#: line holds it where the prefilter finds such a form (any line holding a ``%`` may). Never a real literal,
+#: which is a run of ASCII.
+ENCODED = "\u2030"
 #: IIS fields written with ``+`` for spaces (as the W3C reader decodes them, under both names).
 PLUS_FIELDS = frozenset({*PLUS_DECODED, *(ALIASES[name] for name in PLUS_DECODED)})
 _QUOTES = re.compile(r"[\"']")
@@ -49,7 +53,7 @@ def required(node: dict[str, Any], kind: str) -> Literals:
     if op == "field":
         literals = _raw_form(_value_literal(node["value"]), node["field"], kind)
         if literals and node["field"] in DECODED_FIELDS:
-            return literals | {"%"}
+            return literals | {ENCODED}
         return literals
     if op == "keyword":
         return _raw_form(_value_literal(node["value"]), None, kind)
@@ -119,7 +123,7 @@ def _quality(literal: str) -> int:
 
 def _strength(literals: frozenset[str]) -> tuple[int, int, tuple[int, ...]]:
     """Prefer sets whose weakest literal is most selective, then smaller sets, then sets whose other literals
-    are more selective (``%`` goes with every literal of a decoded field: then the literal decides)."""
+    are more selective (:data:`ENCODED` goes with every literal of a decoded field: then the literal decides)."""
     qualities = tuple(sorted(_quality(lit) for lit in literals))
     return (qualities[0], -len(literals), qualities)
 
@@ -182,7 +186,7 @@ def _raw_form(literal: str | None, field: str | None, kind: str) -> Literals:
         pieces = [piece for piece in _QUOTES.split(literal) if piece]  # CSV / ECP quoting doubles quotes
     if kind == "iis" and field in PLUS_FIELDS:
         pieces = [piece.replace(" ", "+") for piece in pieces]
-    if kind == "iis" and field == JOINED_URI:
+    if kind == "iis" and field in JOINED_FIELDS:  # the '?' joining stem and query is a space in the line
         pieces = [piece for part in pieces for piece in part.split("?") if piece]
     # the prefilter folds ASCII case only (``É`` is not ``é`` to it): literals are runs of ASCII
     pieces = [run for piece in pieces for run in _NOT_ASCII.split(piece) if run]

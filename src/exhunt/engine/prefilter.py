@@ -28,6 +28,7 @@ import hyperscan
 import numpy as np
 
 from exhunt.diagnostics import FileDiagnostics
+from exhunt.engine.literals import ENCODED
 from exhunt.readers.lines import MAX_LINE, decode_line, iter_lines
 
 #: Bytes read per scan call: small enough that the window stays in the core's cache for the literal
@@ -66,6 +67,22 @@ def _escape(literal: str) -> bytes:
     return b"".join(b"\\x%02x" % byte for byte in literal.encode("utf-8"))
 
 
+def _encoded_form(literal: str) -> bytes:
+    """A pattern (caseless) of ``literal`` with any of its characters written as it is or as a percent escape of
+    either case (hex digits of either case) of the character, which ``urllib.parse.unquote`` turns into it;
+    ``k`` and ``i`` also as the escapes of KELVIN SIGN and CAPITAL I WITH DOT ABOVE (Python lowers them to those)."""
+    pattern = b""
+    for char in literal:
+        codes = {char.lower().encode(), char.upper().encode(), *_LOWERED_TO.get(char.lower(), ())}
+        escapes = b"|".join(b"".join(b"%%%02x" % byte for byte in code) for code in sorted(codes))
+        pattern += b"(?:%s|%s)" % (_escape(char), escapes)
+    return pattern
+
+
+#: Characters that Python lowers to an ASCII letter, by that letter (UTF-8).
+_LOWERED_TO = {"k": ("\u212a".encode(),), "i": ("\u0130".encode(),)}
+
+
 def _shortest(literals: Iterable[str]) -> tuple[str, ...]:
     """The literals without those that hold another one (a line holding them holds the shorter one too)."""
     unique = sorted(set(literals), key=len)
@@ -82,15 +99,20 @@ class Prefilter:
     def __init__(self, literals: Iterable[str], benign: Callable[[str, str], bool] | None = None,
                  cells: Callable[[str], list[str]] | None = None, separator: bytes = b",",
                  header: Callable[[str], tuple[str, ...] | None] | None = None,
-                 judge: Callable[[tuple[str, ...], tuple[str, ...], str], bool] | None = None) -> None:
+                 judge: Callable[[tuple[str, ...], tuple[str, ...], str], bool] | None = None,
+                 encoded: Iterable[str] = ()) -> None:
         """``benign(literal, piece)``, for logs whose field values are pieces of the line between
         ``separator`` bytes (``literals.CELLS``): whether a hit of ``literal`` inside that piece selects no
         rule (a line whose every hit is benign is then not a candidate); ``cells`` splits a CSV line that
         holds quotes into its values as the reader does. For a line its pieces do not decide:
         ``judge(literals, fields, line)``, whether no rule those literals select can match the line under
         the field names ``fields``, which the last header line set (``header(line)``: the names a
-        header line sets, ``None`` for other lines)."""
+        header line sets, ``None`` for other lines). The pseudo-literal :data:`~exhunt.engine.literals.ENCODED`
+        is found where one of ``encoded`` is, with any of its characters percent-encoded."""
         self.literals = _shortest(literals)
+        #: A form of one of these in which each character may be percent-encoded holds a form of one of them
+        #: (the form's substring), so the shortest suffice.
+        self._encoded = _shortest(encoded) if ENCODED in self.literals else ()
         self._benign = benign
         self._cells = cells
         self._header = header
@@ -108,16 +130,23 @@ class Prefilter:
         self._dbs: dict[frozenset[int], hyperscan.Database] = {}
         self._db()  # compiled now: forked workers inherit it
 
+    @property
+    def database(self) -> hyperscan.Database:
+        """The compiled database of every literal (and of the structure patterns)."""
+        return self._db()
+
     def _db(self, dead: frozenset[int] = frozenset()) -> hyperscan.Database:
         """The literals but ``dead`` ones (by index, ids kept), the structure pattern and ``_LOWERS_TO_ASCII``,
         compiled once."""
         db = self._dbs.get(dead)
         if db is None:
-            live = [index for index in range(len(self.literals)) if index not in dead]
+            patterns = [(index, pattern) for index in range(len(self.literals)) if index not in dead
+                        for pattern in (map(_encoded_form, self._encoded) if self.literals[index] == ENCODED
+                                        else (_escape(self.literals[index]),))]
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(expressions=[*(_escape(self.literals[i]) for i in live), _STRUCTURE, _LOWERS_TO_ASCII],
-                       ids=[*live, self._structure, self._unseen], elements=len(live) + 2,
-                       flags=[hyperscan.HS_FLAG_CASELESS] * len(live) + [0, 0])
+            db.compile(expressions=[*(pattern for _, pattern in patterns), _STRUCTURE, _LOWERS_TO_ASCII],
+                       ids=[*(index for index, _ in patterns), self._structure, self._unseen],
+                       elements=len(patterns) + 2, flags=[hyperscan.HS_FLAG_CASELESS] * len(patterns) + [0, 0])
             if len(self._dbs) < 16:
                 self._dbs[dead] = db
         return db
@@ -174,21 +203,10 @@ class Prefilter:
             hits = _hits(db, window, size)
             if number == 0:
                 hits.append((_FIRST_DATA, _first_data_line_end(window, size)))
-            by_line: dict[int, list[tuple[int, int]]] = {}
-            line_start, line_end = 0, -1  # the latest hit's line: its first byte and its line end
-            for hit in sorted(hits, key=_end):  # in order, each line is found once (a long line may hold many hits)
-                at = max(hit[1] - 1, 0)
-                if at > line_end:
-                    line_start = window.rfind(b"\n", max(line_end, 0), at) + 1
-                    line_end = window.find(b"\n", at, size)
-                    line_end = size if line_end < 0 else line_end
-                by_line.setdefault(line_start, []).append(hit)
             line, previous = number + 1, 0
-            for begin in sorted(by_line):
-                here = by_line[begin]
+            for begin, stop, here in _hit_lines(window, size, hits):
                 if dead and not (here := [hit for hit in here if hit[0] not in dead]):
                     continue
-                stop = window.find(b"\n", begin, size) + 1 or size
                 if (self._benign or self._judge) and self._ignorable(window, begin, stop, here, columns):
                     continue
                 literals = self._found(here)
@@ -222,6 +240,9 @@ class Prefilter:
             found.add(last[0], ())
             yield last[0], decode_line(last[1], diags, last[0])
 
+    def _has_encoded(self, hits: list[tuple[int, int]]) -> bool:
+        return bool(self._encoded) and any(self.literals[ident] == ENCODED for ident, _ in hits)
+
     def _found(self, hits: list[tuple[int, int]]) -> tuple[str, ...]:
         literals = self.literals
         return tuple(sorted({literals[ident] for ident, _ in hits if 0 <= ident < len(literals)}))
@@ -245,7 +266,8 @@ class Prefilter:
         end = stop
         while end > begin and window[end - 1] in b"\r\n":
             end -= 1
-        if self._benign is not None and self._benign_pieces(window, begin, end, hits):
+        # an encoded form has no fixed length: its piece is not known
+        if self._benign is not None and not self._has_encoded(hits) and self._benign_pieces(window, begin, end, hits):
             return True
         if self._judge is None or columns is None:
             return False
@@ -459,6 +481,26 @@ def top_of(stream: IO[bytes], start: int) -> Part:
 
 def _end(hit: tuple[int, int]) -> int:
     return hit[1]
+
+
+def _hit_lines(window: bytearray | bytes, size: int, hits: list[tuple[int, int]]
+               ) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """The lines of ``window[:size]`` holding ``hits``, in order: their first byte, the byte after their line end
+    (``size`` for a last line without one) and their hits. Each line is found once, however many hits it holds."""
+    lines: list[tuple[int, int, list[tuple[int, int]]]] = []
+    here: list[tuple[int, int]] = []
+    line_end = -1
+    for hit in sorted(hits, key=_end):
+        at = max(hit[1] - 1, 0)
+        if at > line_end:
+            begin = window.rfind(b"\n", max(line_end, 0), at) + 1
+            line_end = window.find(b"\n", at, size)
+            line_end = size if line_end < 0 else line_end
+            here = [hit]
+            lines.append((begin, min(line_end + 1, size), here))
+        else:
+            here.append(hit)
+    return lines
 
 
 def _hits(db: hyperscan.Database, window: bytearray | bytes, size: int) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from exhunt import cache
 from exhunt.diagnostics import make
-from exhunt.engine.literals import CELLS
+from exhunt.engine.literals import CELLS, ENCODED
 from exhunt.engine.matcher import (
     CompiledCorrelation,
     CompiledRule,
@@ -62,8 +62,9 @@ class RuleSet:
             splitter = split_cells if pieces == b"," else None
             header, values = _LINE_FIELDS.get(kind, (None, None))
             judge = _benign_lines(self.selector(kind), values) if values else None
+            encoded = {lit for lits in literal_sets if lits and ENCODED in lits for lit in lits} - {ENCODED}
             self._prefilters[kind] = (Prefilter(frozenset().union(*literal_sets), benign, splitter, pieces or b",",
-                                                header, judge)
+                                                header, judge, encoded)
                                       if provable else None)
         return self._prefilters[kind]
 
@@ -113,6 +114,8 @@ class RuleSelector:
 
     def __call__(self, lowered: str) -> list[CompiledRule]:
         present = {literal for literal in self.literals if literal in lowered}
+        if "%" in lowered:
+            present.add(ENCODED)  # some literal may be in the line percent-encoded
         return [rule for rule in self.rules if rule.literals is None or not rule.literals.isdisjoint(present)]
 
     def found(self, literals: tuple[str, ...], raw: str) -> list[CompiledRule]:
