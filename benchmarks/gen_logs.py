@@ -134,10 +134,14 @@ def write_iis(path: Path, size: int, seed: int) -> None:
         written += len(header)
         while written < size:
             moment += timedelta(milliseconds=rng.randint(1, 400))
-            _, stem, method, status, _, _ = rng.choices(BENIGN, WEIGHTS)[0]
+            protocol, stem, method, status, _, _ = rng.choices(BENIGN, WEIGHTS)[0]
             ua = rng.choice(UAS).replace(" ", "+")
-            text = (f"{moment:%Y-%m-%d %H:%M:%S} 10.0.1.11 {method} {stem} &CorrelationID=<empty>;&cafeReqId="
-                    f"{uuid.UUID(int=rng.getrandbits(128))}; 443 CONTOSO\\{rng.choice(USERS)} "
+            user = rng.choice(USERS)
+            # ActiveSync names the user in the query, its backslash escaped (the Qazeer Eas HttpProxy sample)
+            query = (f"Cmd=Ping&User=CONTOSO%5C{user}&DeviceId={rng.getrandbits(64):016X}&DeviceType=Android"
+                     if protocol == "Eas" else "")
+            text = (f"{moment:%Y-%m-%d %H:%M:%S} 10.0.1.11 {method} {stem} {query}&CorrelationID=<empty>;&cafeReqId="
+                    f"{uuid.UUID(int=rng.getrandbits(128))}; 443 CONTOSO\\{user} "
                     f"10.0.{rng.randint(1, 40)}.{rng.randint(2, 250)} {ua} - {status} 0 0 {rng.randint(2, 900)}\r\n")
             out.write(text)
             written += len(text)
