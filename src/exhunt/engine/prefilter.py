@@ -113,6 +113,7 @@ class Prefilter:
         #: A form of one of these in which each character may be percent-encoded holds a form of one of them
         #: (the form's substring), so the shortest suffice.
         self._encoded = _shortest(encoded) if ENCODED in self.literals else ()
+        self._encoded_id = self.literals.index(ENCODED) if self._encoded else -1
         self._benign = benign
         self._cells = cells
         self._header = header
@@ -240,9 +241,6 @@ class Prefilter:
             found.add(last[0], ())
             yield last[0], decode_line(last[1], diags, last[0])
 
-    def _has_encoded(self, hits: list[tuple[int, int]]) -> bool:
-        return bool(self._encoded) and any(self.literals[ident] == ENCODED for ident, _ in hits)
-
     def _found(self, hits: list[tuple[int, int]]) -> tuple[str, ...]:
         literals = self.literals
         return tuple(sorted({literals[ident] for ident, _ in hits if 0 <= ident < len(literals)}))
@@ -259,15 +257,16 @@ class Prefilter:
                    columns: tuple[str, ...] | None) -> bool:
         """Whether no rule the hits of the line ``window[begin:stop]`` select can match it: every hit is a
         literal in a benign piece, or ``judge`` says so from the line's fields."""
-        count = len(self.literals)
+        count, pieces = len(self.literals), self._benign is not None
         for ident, _ in hits:
             if not 0 <= ident < count:
                 return False  # a structure line or the first data line
+            if ident == self._encoded_id:
+                pieces = False  # an encoded form has no fixed length: its piece is not known
         end = stop
         while end > begin and window[end - 1] in b"\r\n":
             end -= 1
-        # an encoded form has no fixed length: its piece is not known
-        if self._benign is not None and not self._has_encoded(hits) and self._benign_pieces(window, begin, end, hits):
+        if pieces and self._benign_pieces(window, begin, end, hits):
             return True
         if self._judge is None or columns is None:
             return False
@@ -491,13 +490,16 @@ def _hit_lines(window: bytearray | bytes, size: int, hits: list[tuple[int, int]]
     here: list[tuple[int, int]] = []
     line_end = -1
     for hit in sorted(hits, key=_end):
-        at = max(hit[1] - 1, 0)
+        at = hit[1] - 1  # the hit's last byte (a hit is never empty)
         if at > line_end:
-            begin = window.rfind(b"\n", max(line_end, 0), at) + 1
+            begin = window.rfind(b"\n", line_end + 1, at) + 1 or line_end + 1
             line_end = window.find(b"\n", at, size)
-            line_end = size if line_end < 0 else line_end
             here = [hit]
-            lines.append((begin, min(line_end + 1, size), here))
+            if line_end < 0:
+                line_end = size
+                lines.append((begin, size, here))
+            else:
+                lines.append((begin, line_end + 1, here))
         else:
             here.append(hit)
     return lines
