@@ -526,3 +526,34 @@ def test_rule_literals_are_found_percent_encoded_and_other_escapes_are_skipped(t
              for on in (False, True)}
     assert found[True] == found[False]
     assert {("PS-SSRF-1", 6), ("EDGE-kit", 7), ("EDGE-kit", 8), ("EDGE-join", 9)} <= set(found[True])
+
+
+def test_every_percent_encoded_form_of_a_literal_is_found() -> None:
+    """Random escapes (either case, KELVIN SIGN and CAPITAL I WITH DOT ABOVE for 'k' and 'i') of the literals
+    of values tested after percent-decoding: wherever ``unquote`` gives one back, the prefilter finds ENCODED."""
+    from urllib.parse import unquote
+
+    literals = ("autodiscover.json", "powershell", "kit", "mi")
+    prefilter = Prefilter([ENCODED, "zzz"], encoded=literals)
+    ident, rng, checked = prefilter.literals.index(ENCODED), random.Random(7), 0
+    escapes = {"k": ["%E2%84%AA", "%e2%84%aa"], "i": ["%C4%B0"]}
+    for _ in range(3000):
+        chars = []
+        for char in rng.choice(literals):
+            char = char.upper() if rng.random() < 0.3 else char
+            choice = rng.random()
+            if choice < 0.3:
+                chars.append("%" + ("%02x" if rng.random() < 0.5 else "%02X") % ord(char))
+            elif choice < 0.4 and char.lower() in escapes:
+                chars.append(rng.choice(escapes[char.lower()]))
+            else:
+                chars.append(char)
+        text = "x%2" + "".join(chars) + "%"
+        decoded = unquote(text).lower()
+        if not any(literal in decoded for literal in literals):
+            continue  # CAPITAL I WITH DOT ABOVE lowers to 'i' and a combining dot: inside a literal, no match
+        hits: list[int] = []
+        prefilter.database.scan(text.encode(), match_event_handler=lambda found, *_, into=hits: into.append(found))
+        assert ident in hits, text
+        checked += 1
+    assert checked > 2000
