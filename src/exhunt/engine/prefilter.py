@@ -67,6 +67,10 @@ def _escape(literal: str) -> bytes:
     return b"".join(b"\\x%02x" % byte for byte in literal.encode("utf-8"))
 
 
+#: Characters that Python lowers to an ASCII letter, by that letter (UTF-8).
+_LOWERED_TO = {"k": ("\u212a".encode(),), "i": ("\u0130".encode(),)}
+
+
 def _encoded_form(literal: str) -> bytes:
     """A pattern (caseless) of ``literal`` with any of its characters written as it is or as a percent escape of
     either case (hex digits of either case) of the character, which ``urllib.parse.unquote`` turns into it;
@@ -77,10 +81,6 @@ def _encoded_form(literal: str) -> bytes:
         escapes = b"|".join(b"".join(b"%%%02x" % byte for byte in code) for code in sorted(codes))
         pattern += b"(?:%s|%s)" % (_escape(char), escapes)
     return pattern
-
-
-#: Characters that Python lowers to an ASCII letter, by that letter (UTF-8).
-_LOWERED_TO = {"k": ("\u212a".encode(),), "i": ("\u0130".encode(),)}
 
 
 def _shortest(literals: Iterable[str]) -> tuple[str, ...]:
@@ -108,12 +108,12 @@ class Prefilter:
         ``judge(literals, fields, line)``, whether no rule those literals select can match the line under
         the field names ``fields``, which the last header line set (``header(line)``: the names a
         header line sets, ``None`` for other lines). The pseudo-literal :data:`~exhunt.engine.literals.ENCODED`
-        is found where one of ``encoded`` is, with any of its characters percent-encoded."""
+        is found where one of ``encoded`` is, with any of its characters percent-encoded (with none given,
+        wherever a ``%`` is)."""
         self.literals = _shortest(literals)
-        #: A form of one of these in which each character may be percent-encoded holds a form of one of them
-        #: (the form's substring), so the shortest suffice.
-        self._encoded = _shortest(encoded) if ENCODED in self.literals else ()
-        self._encoded_id = self.literals.index(ENCODED) if self._encoded else -1
+        # an encoded form of a literal holds one of every literal inside it: the shortest suffice
+        self._encoded = [_encoded_form(literal) for literal in _shortest(encoded)] or [_escape("%")]
+        self._encoded_id = self.literals.index(ENCODED) if ENCODED in self.literals else -1
         self._benign = benign
         self._cells = cells
         self._header = header
@@ -142,7 +142,7 @@ class Prefilter:
         db = self._dbs.get(dead)
         if db is None:
             patterns = [(index, pattern) for index in range(len(self.literals)) if index not in dead
-                        for pattern in (map(_encoded_form, self._encoded) if self.literals[index] == ENCODED
+                        for pattern in (self._encoded if index == self._encoded_id
                                         else (_escape(self.literals[index]),))]
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             db.compile(expressions=[*(pattern for _, pattern in patterns), _STRUCTURE, _LOWERS_TO_ASCII],
