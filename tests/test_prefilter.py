@@ -340,12 +340,14 @@ def test_iis_lines_whose_fields_rule_out_every_rule_are_skipped(tmp_path: Path,
     assert {f.rule.id for f in on.findings} == {"PL-WS-7"} and len(on.findings) == 2 + 2 * 500
 
 
+def _header_lines(path: Path) -> int:
+    return sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#"))
 
 
 def _data_candidates(prefilter: Prefilter | None, path: Path) -> list[int]:
     """The data rows (from 0) of a log that ``prefilter`` hands on."""
     assert prefilter is not None
-    before = sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#"))
+    before = _header_lines(path)
     with path.open("rb") as stream:
         lines = prefilter.lines(stream, FileDiagnostics("x"), LineCounts())
         return [number - before - 1 for number, _ in lines if number > before]
@@ -518,7 +520,7 @@ def test_rule_literals_are_found_percent_encoded_and_other_escapes_are_skipped(t
     rules = compile_files([(str(p), p.read_text()) for p in sorted((tmp_path / "rules").iterdir())])
     assert _data_candidates(shipped_rules().prefilter("iis"), path) == [0, 6, 9, 15]  # /autodiscover.json escaped
     assert _data_candidates(rules.prefilter("iis"), path) == [0, 6, 7, 8, 9, 15]
-    before = sum(1 for line in path.read_bytes().split(b"\r\n") if line.startswith(b"#")) + 1
+    before = _header_lines(path) + 1
     found = {on: sorted((f.rule.id, f.line - before) for f in scan([str(host)], pivot=False, prefilter=on,
                                                                  rule_dirs=[str(tmp_path / "rules")]).findings
                         if f.line is not None)
