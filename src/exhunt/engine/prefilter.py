@@ -1,18 +1,16 @@
 """Find the lines worth parsing by scanning raw bytes for every rule's literals at once.
 
-The literals of a source kind's rules (:mod:`exhunt.engine.literals`) are compiled into one
-Hyperscan database (case-insensitive; the literals of values tested after percent-decoding also in
-every percent-encoded form, found as :data:`~exhunt.engine.literals.ENCODED`). A file is read into
-one reused 1 MiB buffer, a window of whole lines at a time; each window is scanned in one call and its
-line ends counted with numpy,
-and only the lines holding a literal are decoded and handed to the reader, together with every
-directive/header line (``#...``, a bare ``DateTime,`` / ``TimeStamp,`` column line) and the first
-and last data line, so that column mapping, builds and time spans stay right. In comma-separated
-logs a quote-free line is skipped too when each hit lies in a field value that rules out every rule
-its literal selects (``/owa/auth/logon.aspx`` for the web-shell rules), in IIS logs also when the line's
-fields do (``judge``). Everything else is counted,
-not parsed. The literals found in each line handed on go to the consumer (:class:`LineHits`), which
-picks the rules to evaluate from them.
+The literals of a source kind's rules (:mod:`exhunt.engine.literals`) are compiled into one Hyperscan
+database (case-insensitive; the literals of values tested after percent-decoding also in every
+percent-encoded form, found as :data:`~exhunt.engine.literals.ENCODED`). A file is read into one reused
+1 MiB buffer, a window of whole lines at a time; each window is scanned in one call and its line ends
+counted with numpy, and only the lines holding a literal are decoded and handed to the reader, together
+with every directive/header line (``#...``, a bare ``DateTime,`` / ``TimeStamp,`` column line) and the
+first and last data line, so that column mapping, builds and time spans stay right. In comma-separated
+logs a quote-free line is skipped too when each hit lies in a field value that rules out every rule its
+literal selects (``/owa/auth/logon.aspx`` for the web-shell rules), in IIS logs also when the line's
+fields do (``judge``). Everything else is counted, not parsed. The literals found in each line handed on
+go to the consumer (:class:`LineHits`), which picks the rules to evaluate from them.
 """
 
 from __future__ import annotations
