@@ -6,11 +6,12 @@ percent-encoded form, found as :data:`~exhunt.engine.literals.ENCODED`). A file 
 1 MiB buffer, a window of whole lines at a time; each window is scanned in one call and its line ends
 counted with numpy, and only the lines holding a literal are decoded and handed to the reader, together
 with every directive/header line (``#...``, a bare ``DateTime,`` / ``TimeStamp,`` column line) and the
-first and last data line, so that column mapping, builds and time spans stay right. In comma-separated
-logs a quote-free line is skipped too when each hit lies in a field value that rules out every rule its
-literal selects (``/owa/auth/logon.aspx`` for the web-shell rules), in IIS logs also when the line's
-fields do (``judge``). Everything else is counted, not parsed. The literals found in each line handed on
-go to the consumer (:class:`LineHits`), which picks the rules to evaluate from them.
+first and last data line, so that column mapping, builds and time spans stay right. In HttpProxy,
+Rps_Http and IIS logs a line is skipped too when each hit lies in a field value (a quote-free CSV cell,
+an IIS token) that rules out every rule its literal selects (``/owa/auth/logon.aspx`` for the web-shell
+rules), in IIS logs also when the line's fields do (``judge``). Everything else is counted, not parsed.
+The literals found in each line handed on go to the consumer (:class:`LineHits`), which picks the rules
+to evaluate from them.
 """
 
 from __future__ import annotations
