@@ -51,15 +51,16 @@ def raw_parse(files: list[Path]) -> int:
 
 
 def exhunt_scan(files: list[Path]) -> tuple[int, int]:
-    """Records read and flattened by exhunt, each evaluated against the event-log rules the scan picks for
-    it (those whose logsource admits its channel and event ID)."""
+    """Records read by exhunt as the scan reads them: every one counted, those some event-log rule admits (by
+    channel and event ID) flattened and evaluated against those rules."""
     select = shipped_rules().selector("evtx")
     count = hits = 0
     for path in files:
+        facts = FileFacts()
         with path.open("rb") as stream:
-            for record in reader.read(stream, FileDiagnostics(path.name), FileFacts()):
-                count += 1
+            for record in reader.read(stream, FileDiagnostics(path.name), facts, select.admits):
                 hits += sum(1 for rule in select.pick(record, None) if rule.match(record))
+        count += facts.records
     return count, hits
 
 

@@ -59,9 +59,9 @@ def flatten(channel: str, event_id: object, provider: str, data: Mapping[str, ob
             "data": json.dumps({"Event": {"#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
                                           "System": system, "EventData": event_data}})}
     diags = FileDiagnostics("test.evtx")
-    record = evtx._record(item, diags)
-    assert record is not None and diags.total == 0
-    return record
+    parsed = evtx._record(item, diags, None)
+    assert parsed is not None and parsed[1] and diags.total == 0
+    return parsed[0]
 
 
 def sysmon(event_id: int, **data: str) -> Record:
@@ -517,3 +517,55 @@ def test_bad_chunk_file_keeps_its_readable_records(samples: Path) -> None:
     assert coverage["evtx"].records == 270
     assert [d.code for d in result.diagnostics].count("EXH-R010") == 2
     assert not result.findings
+
+
+def test_a_rule_admits_only_the_event_ids_its_condition_requires() -> None:
+    """The channels of an event-log rule narrow to the ``EventID`` values every match must have."""
+    channels = {rule.name: rule.channels for rule in shipped_rules().for_kind("evtx")}
+    assert channels["ACCT-USER-CREATED"] == {"Security": frozenset({4720})}
+    assert channels["ACCT-GROUP-ADD"] == {"Security": frozenset({4728, 4732, 4756})}
+    assert channels["PL-26857-1"] == {"Application": None}  # no EventID in its condition
+    rule = """
+title: t
+name: IDS
+id: 0c7a3f52-8d3e-4b8e-9a0d-3f4f5e6a7b8c
+logsource: {{product: windows, service: security}}
+detection:
+  {detection}
+level: low
+stage: probe
+"""
+    from exhunt.engine.rules import compile_files
+
+    def admitted(detection: str) -> frozenset[int] | None:
+        return compile_files([("r.yml", rule.format(detection=detection))]).rules[0].channels["Security"]
+
+    assert admitted("a: {EventID: 4624}\n  b: {EventID: [4625, '4771']}\n  condition: a or b") == {4624, 4625, 4771}
+    assert admitted("a: {EventID: [4624, 4625]}\n  b: {EventID: 4625}\n  condition: a and b") == {4625}
+    # a branch without an event ID, a pattern or a negation says nothing about the ID
+    assert admitted("a: {EventID: 4624}\n  b: {LogonType: 3}\n  condition: a or b") is None
+    assert admitted("a: {EventID|startswith: '46'}\n  condition: a") is None
+    assert admitted("a: {EventID: 4624}\n  condition: not a") is None
+
+
+def test_events_no_rule_reads_are_counted_but_not_flattened(samples: Path) -> None:
+    """An event that no rule admits by channel and event ID is counted (records, times, logs, computers) and
+    not yielded; findings and coverage are those of flattening every event (``--no-prefilter``)."""
+    path = samples / "evtx" / "benign" / "omerbenamram__security.evtx"
+    gated, every = FileFacts(), FileFacts()
+    with path.open("rb") as stream:
+        kept = list(evtx.read(stream, FileDiagnostics("s.evtx"), gated, lambda _, event_id: event_id == "4624"))
+    with path.open("rb") as stream:
+        records = list(evtx.read(stream, FileDiagnostics("s.evtx"), every))
+    assert kept == [r for r in records if r.fields["EventID"] == "4624"] and 0 < len(kept) < len(records)
+    assert (gated.records, gated.first, gated.last, gated.parts, gated.servers) == \
+        (every.records, every.first, every.last, every.parts, every.servers)
+
+    def outcome(prefilter: bool) -> object:
+        result = scan([str(samples / "evtx")], prefilter=prefilter)
+        return (sorted((f.source, f.line, f.rule.id) for f in result.findings),
+                sorted((h.host, c.kind, c.records, str(c.first), str(c.last)) for h in result.hosts
+                       for c in h.coverage), [(h.host, h.stage) for h in result.hosts])
+
+    on = outcome(True)
+    assert on == outcome(False) and on[0]

@@ -562,8 +562,9 @@ def _read_file(evidence: EvidenceFile, kind: str, rules: RuleSet, options: ScanO
     refused = select.refused(prefilter.literals, done) if prefilter is not None and done else frozenset()
     try:
         with evidence.open() as stream:
-            if source.binary:
-                records = source.reader(stream, file_diags, facts)
+            if source.binary:  # event logs: events no rule reads are counted, not flattened (unless no prefilter)
+                records = source.reader(stream, file_diags, facts, select.admits if select.gated and options.prefilter
+                                        else None)
             elif prefilter is not None and span is not None:
                 part = part_of(stream, span[0]) if exact or span[0] == 0 else top_of(stream, span[0])
                 lines = prefilter.lines(_Bounded(stream, span[1]), file_diags, counts, part, found, more, refused)

@@ -101,7 +101,8 @@ def compile_rule(form: Form) -> CompiledRule:
     detection = _compile_node(tree)
     info, fields, name = rule_info(form["info"]), tuple(form["fields"]), form["name"]
     if form["channels"] is not None:  # an event-log rule: gated by channel and event ID, no text prefilter
-        channels = {channel: frozenset(ids) if ids is not None else None for channel, ids in form["channels"].items()}
+        channels = _narrowed({channel: frozenset(ids) if ids is not None else None
+                              for channel, ids in form["channels"].items()}, _event_ids(tree))
 
         def gated(record: Record) -> bool:
             fields_of = record.fields
@@ -112,6 +113,33 @@ def compile_rule(form: Form) -> CompiledRule:
     return CompiledRule(info, kind, detection, fields, name, literals=required(tree, kind),
                         refutes=_refuter(tree, kind, single),
                         refuted=_line_refuter(single, literal_fields(tree, kind) or frozenset()))
+
+
+def _narrowed(channels: Channels, ids: frozenset[int] | None) -> Channels:
+    """``channels`` admitting only ``ids`` too (``None``: any)."""
+    if ids is None:
+        return channels
+    return {channel: ids if known is None else known & ids for channel, known in channels.items()}
+
+
+def _event_ids(node: Form) -> frozenset[int] | None:
+    """The event IDs a record matching ``node`` must have (``EventID`` equal to one of them), or ``None``."""
+    op = node["op"]
+    if op == "all":
+        found = [ids for ids in map(_event_ids, node["args"]) if ids is not None]
+        return frozenset.intersection(*found) if found else None
+    if op == "any":
+        parts = [_event_ids(arg) for arg in node["args"]]
+        return None if not parts or None in parts else frozenset().union(*parts)  # type: ignore[arg-type]
+    if op != "field" or node["field"] != "EventID":
+        return None
+    value = node["value"]
+    if value["type"] == "number" and float(value["number"]).is_integer():
+        return frozenset({int(value["number"])})
+    if value["type"] == "string" and all(isinstance(part, str) for part in value["parts"]):
+        text = "".join(value["parts"])
+        return frozenset({int(text)}) if text.isdigit() else None
+    return None
 
 
 def _single_field_tests(tree: Form) -> list[tuple[str, Predicate]]:

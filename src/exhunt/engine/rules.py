@@ -102,6 +102,15 @@ class RuleSelector:
             return self.found(literals, record.raw)
         return self(record.raw.lower())
 
+    @property
+    def gated(self) -> bool:
+        """Whether the rules are picked by channel and event ID (event logs)."""
+        return self._gated
+
+    def admits(self, channel: str, event_id: str) -> bool:
+        """Whether a rule may match an event of ``channel`` with ``event_id``."""
+        return bool(self.event(channel, event_id))
+
     def event(self, channel: str, event_id: str) -> list[CompiledRule]:
         """The event-log rules that admit an event of ``channel`` with ``event_id`` (cached)."""
         key = (channel, event_id)

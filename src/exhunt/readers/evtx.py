@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -38,8 +38,10 @@ _MANAGEMENT_MESSAGES = {"1": "Cmdlet suceeded. Cmdlet {0}, parameters {1}",
 MAX_CONSECUTIVE_ERRORS = 1000
 
 
-def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterator[Record]:
-    """Stream the events of one EVTX file as flattened records."""
+def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts,
+         admits: Callable[[str, str], bool] | None = None) -> Iterator[Record]:
+    """Stream the events of one EVTX file as flattened records; with ``admits(channel, event_id)``, an event it
+    refuses (no rule reads it) is counted in ``facts`` but not flattened or yielded."""
     try:
         parser = evtx.PyEvtxParser(stream, number_of_threads=1)
     except (RuntimeError, OSError) as exc:
@@ -57,16 +59,18 @@ def read(stream: IO[bytes], diags: FileDiagnostics, facts: FileFacts) -> Iterato
             diags.add("EXH-R010", _describe(exc), offset=_offset(exc))
             continue
         failures = 0
-        record = _record(item, diags)
-        if record is None:
+        parsed = _record(item, diags, admits)
+        if parsed is None:
             continue
+        record, admitted = parsed
         facts.records += 1
         facts.saw_time(record.time)
         facts.saw_part(record.fields.get("Channel", "?"), record.time)
         computer = record.fields.get("Computer")
         if computer:
             facts.servers[computer.split(".")[0]] += 1
-        yield record
+        if admitted:
+            yield record
     diags.add("EXH-R010", f"stopped after {MAX_CONSECUTIVE_ERRORS} consecutive parse errors")
 
 
@@ -79,7 +83,9 @@ def _offset(exc: Exception) -> int | None:
     return FILE_HEADER + int(match.group(1)) * CHUNK if match else None
 
 
-def _record(item: Mapping[str, Any], diags: FileDiagnostics) -> Record | None:
+def _record(item: Mapping[str, Any], diags: FileDiagnostics, admits: Callable[[str, str], bool] | None
+            ) -> tuple[Record, bool] | None:
+    """The record of one event, and whether ``admits`` it (if not: its System fields only)."""
     number = int(item.get("event_record_id") or 0)
     try:
         event = json.loads(item["data"]).get("Event", {})
@@ -87,21 +93,32 @@ def _record(item: Mapping[str, Any], diags: FileDiagnostics) -> Record | None:
         diags.add("EXH-R010", f"record {number}: unreadable event data: {exc}", number)
         return None
     fields: dict[str, str] = {}
-    _system(event.get("System") or {}, fields)
+    header = event.get("System") or {}
+    _system(header, fields, _COUNTED if admits is not None else None)
+    moment = parse_system_time(fields.get("TimeCreated", ""))
+    if moment is None:
+        diags.add("EXH-R005", f"record {number}: no usable TimeCreated", number)
+    if admits is not None:
+        if not admits(fields.get("Channel", ""), fields.get("EventID", "")):
+            return Record(number, moment, fields, ""), False
+        fields = {}  # in the System section's order, as without ``admits``
+        _system(header, fields)
     system = frozenset(fields)
     _items(event.get("EventData"), fields, system, "EventData")
     _items(event.get("UserData"), fields, system, "UserData")
     _security_aliases(fields)
     message = _management_message(fields)
     raw = "\n".join(([message] if message else []) + [v for v in fields.values() if v])
-    moment = parse_system_time(fields.get("TimeCreated", ""))
-    if moment is None:
-        diags.add("EXH-R005", f"record {number}: no usable TimeCreated", number)
-    return Record(number, moment, fields, raw)
+    return Record(number, moment, fields, raw), True
 
 
-def _system(system: Mapping[str, Any], fields: dict[str, str]) -> None:
-    for key, value in system.items():
+#: The System elements that say which log and event a record is, when and where it was written.
+_COUNTED = ("Channel", "EventID", "TimeCreated", "Computer")
+
+
+def _system(system: Mapping[str, Any], fields: dict[str, str], keys: tuple[str, ...] | None = None) -> None:
+    """Flatten the System elements (only ``keys``, if given): values and ``<element>_<attribute>``."""
+    for key, value in system.items() if keys is None else ((key, system.get(key)) for key in keys):
         if isinstance(value, dict):
             attributes = value.get("#attributes") or {}
             if "#text" in value:
