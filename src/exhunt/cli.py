@@ -78,7 +78,9 @@ def cli() -> None:
 @click.option("--strict", is_flag=True, help="Stop (exit 2) at the first unreadable or malformed evidence.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Processes reading files (and parts of large files) in parallel: this one and N-1 workers.")
-@click.option("--no-prefilter", is_flag=True, help="Parse every line instead of only lines holding a rule literal.")
+@click.option("--no-prefilter", is_flag=True,
+              help="Parse every line, not only lines holding a rule literal; flatten every event, not only those "
+                   "a rule reads.")
 @click.option("--no-pivot", is_flag=True,
               help="Skip the second pass that searches every host's web logs for the attacker's values.")
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
