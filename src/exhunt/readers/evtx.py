@@ -5,7 +5,9 @@ Records become Sigma-style fields: ``EventID``, ``Channel``, ``Provider_Name``, 
 unreliable, see the samples MANIFEST), ``EventRecordID``, ``Security_UserID`` and every
 ``EventData``/``UserData`` item by name. Unnamed ``<Data>`` items are ``Data[0]``, ``Data[1]``, ...
 The System fields say which log and event a record is: an item named like one of them is kept as
-``EventData_<name>`` or ``UserData_<name>`` (event 104 names the log it cleared ``Channel``).
+``EventData_<name>`` or ``UserData_<name>`` (event 104 names the log it cleared ``Channel``). An event
+that no rule reads (the scan's ``admits``, by channel and event ID) is counted from its System section
+and not flattened further.
 
 ``MSExchange Management`` events store only ``<Data>`` items; the cmdlet (``Data[0]``) and its
 parameters (``Data[1]``) are rebuilt into ``CmdletName``, ``CmdletParameters`` and a ``Message``
@@ -92,17 +94,15 @@ def _record(item: Mapping[str, Any], diags: FileDiagnostics, admits: Callable[[s
     except (ValueError, TypeError, AttributeError) as exc:
         diags.add("EXH-R010", f"record {number}: unreadable event data: {exc}", number)
         return None
-    fields: dict[str, str] = {}
-    header = event.get("System") or {}
-    _system(header, fields, _COUNTED if admits is not None else None)
-    moment = parse_system_time(fields.get("TimeCreated", ""))
+    header, counted = event.get("System") or {}, {}
+    _system(header, counted, _COUNTED)
+    moment = parse_system_time(counted.get("TimeCreated", ""))
     if moment is None:
         diags.add("EXH-R005", f"record {number}: no usable TimeCreated", number)
-    if admits is not None:
-        if not admits(fields.get("Channel", ""), fields.get("EventID", "")):
-            return Record(number, moment, fields, ""), False
-        fields = {}  # in the System section's order, as without ``admits``
-        _system(header, fields)
+    if admits is not None and not admits(counted.get("Channel", ""), counted.get("EventID", "")):
+        return Record(number, moment, counted, ""), False
+    fields: dict[str, str] = {}
+    _system(header, fields)
     system = frozenset(fields)
     _items(event.get("EventData"), fields, system, "EventData")
     _items(event.get("UserData"), fields, system, "UserData")
