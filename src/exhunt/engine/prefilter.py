@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
 from typing import IO
 
 import hyperscan
@@ -38,6 +39,8 @@ from exhunt.readers.lines import MAX_LINE, decode_line, iter_lines
 #: longest line kept (``MAX_LINE``) fits.
 CHUNK = MAX_LINE
 _NEWLINE = ord("\n")
+#: A hit's end offset.
+_END = itemgetter(1)
 #: Hit ids of a window's first line when it is a structure line, and of a file's first data line.
 _FIRST_LINE, _FIRST_DATA = -1, -2
 #: Bytes of a file read before the literals ``wanted`` refused in it are left out of the Hyperscan
@@ -245,6 +248,9 @@ class Prefilter:
 
     def _found(self, hits: list[tuple[int, int]]) -> tuple[str, ...]:
         literals = self.literals
+        if len(hits) == 1:  # most lines
+            ident = hits[0][0]
+            return (literals[ident],) if 0 <= ident < len(literals) else ()
         return tuple(sorted({literals[ident] for ident, _ in hits if 0 <= ident < len(literals)}))
 
     def _columns(self, line: str, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -480,10 +486,6 @@ def top_of(stream: IO[bytes], start: int) -> Part:
     return Part(start, 0, tuple(line for line in context if line[1]))
 
 
-def _end(hit: tuple[int, int]) -> int:
-    return hit[1]
-
-
 def _hit_lines(window: bytearray | bytes, size: int, hits: list[tuple[int, int]]
                ) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """The lines of ``window[:size]`` holding ``hits``, in order: their first byte, the byte after their line end
@@ -491,7 +493,7 @@ def _hit_lines(window: bytearray | bytes, size: int, hits: list[tuple[int, int]]
     lines: list[tuple[int, int, list[tuple[int, int]]]] = []
     here: list[tuple[int, int]] = []
     line_end = -1
-    for hit in sorted(hits, key=_end):
+    for hit in sorted(hits, key=_END):
         at = hit[1] - 1  # the hit's last byte (a hit is never empty)
         if at > line_end:
             begin = window.rfind(b"\n", line_end + 1, at) + 1 or line_end + 1
