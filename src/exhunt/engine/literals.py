@@ -38,45 +38,30 @@ _QUOTES = re.compile(r"[\"']")
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
-def required(node: dict[str, Any], kind: str) -> Literals:
+def required(node: dict[str, Any], kind: str) -> tuple[Literals, frozenset[str] | None]:
     """Literals one of which every line matching the condition ``node`` (rule form, see
-    :mod:`exhunt.engine.matcher`) contains; ``None`` if unprovable."""
+    :mod:`exhunt.engine.matcher`) contains (``None`` if unprovable), and the fields whose tests give them: a
+    matching line holds one of the literals in one of these fields' values (``None`` when a literal comes from
+    the raw line or none is provable)."""
     op = node["op"]
     if op == "all":
-        options = [lits for lits in (required(arg, kind) for arg in node["args"]) if lits]
-        return max(options, key=_strength, default=None)
+        options = [found for found in (required(arg, kind) for arg in node["args"]) if found[0]]
+        return max(options, key=lambda found: _strength(found[0]), default=(None, None))  # type: ignore[arg-type]
     if op == "any":
         parts = [required(arg, kind) for arg in node["args"]]
-        if not parts or any(not part for part in parts):
-            return None
-        return frozenset().union(*parts)  # type: ignore[arg-type]
+        if not parts or any(not literals for literals, _ in parts):
+            return None, None
+        fields = [names for _, names in parts]
+        return (frozenset().union(*(literals for literals, _ in parts)),  # type: ignore[arg-type]
+                None if None in fields else frozenset().union(*fields))  # type: ignore[arg-type]
     if op == "field":
         literals = _raw_form(_value_literal(node["value"]), node["field"], kind)
         if literals and node["field"] in DECODED_FIELDS:
-            return literals | {ENCODED}
-        return literals
+            literals |= {ENCODED}
+        return literals, frozenset({node["field"]}) if literals else None
     if op == "keyword":
-        return _raw_form(_value_literal(node["value"]), None, kind)
-    return None
-
-
-def literal_fields(node: dict[str, Any], kind: str) -> frozenset[str] | None:
-    """The fields whose tests give the literals :func:`required` chooses: a line matching ``node`` holds one
-    of them in one of these fields' values. ``None`` when a literal comes from the raw line or none is provable."""
-    op = node["op"]
-    if op == "all":
-        options = [(lits, arg) for arg in node["args"] if (lits := required(arg, kind))]
-        if not options:
-            return None
-        return literal_fields(max(options, key=lambda option: _strength(option[0]))[1], kind)
-    if op == "any":
-        parts = [literal_fields(arg, kind) for arg in node["args"]]
-        if not parts or any(part is None for part in parts):
-            return None
-        return frozenset().union(*parts)  # type: ignore[arg-type]
-    if op == "field" and required(node, kind):
-        return frozenset({node["field"]})
-    return None
+        return _raw_form(_value_literal(node["value"]), None, kind), None
+    return None, None
 
 
 #: Source kinds whose field values come each from one piece of the line, by the byte between pieces.

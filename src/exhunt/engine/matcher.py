@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from exhunt.engine.literals import JOINED_FIELDS, cell_values, literal_fields, required
+from exhunt.engine.literals import JOINED_FIELDS, cell_values, required
 from exhunt.model import FindingStage, Level, Record, RuleInfo
 
 Predicate = Callable[[Record], bool]
@@ -110,9 +110,9 @@ def compile_rule(form: Form) -> CompiledRule:
 
         return CompiledRule(info, kind, gated, fields, name, channels=channels)
     single = _single_field_tests(tree)
-    return CompiledRule(info, kind, detection, fields, name, literals=required(tree, kind),
-                        refutes=_refuter(tree, kind, single),
-                        refuted=_line_refuter(single, literal_fields(tree, kind) or frozenset()))
+    literals, names = required(tree, kind)
+    return CompiledRule(info, kind, detection, fields, name, literals=literals, refutes=_refuter(kind, single, names),
+                        refuted=_line_refuter(single, names or frozenset()))
 
 
 def _narrowed(channels: Channels, ids: frozenset[int] | None) -> Channels:
@@ -152,8 +152,9 @@ def _single_field_tests(tree: Form) -> list[tuple[str, Predicate]]:
     return tests
 
 
-def _refuter(tree: Form, kind: str, single: list[tuple[str, Predicate]]) -> Callable[[str], bool] | None:
-    """For a rule whose literals come from tests of named fields: a test of whether one piece of a line (a
+def _refuter(kind: str, single: list[tuple[str, Predicate]],
+             names: frozenset[str] | None) -> Callable[[str], bool] | None:
+    """For a rule whose literals come from tests of the fields ``names``: a test of whether one piece of a line (a
     CSV cell, an IIS token), made the value of any one of those fields, makes one of the rule's top-level
     conjuncts that read only that field false.
 
@@ -161,7 +162,6 @@ def _refuter(tree: Form, kind: str, single: list[tuple[str, Predicate]]) -> Call
     field's piece; so if every occurrence of the literals lies in a piece that refutes the rule, it cannot
     match the line.
     """
-    names = literal_fields(tree, kind)
     if names is None or names & JOINED_FIELDS:
         return None
     deciders = {name: tuple(test for field, test in single if field == name) for name in names}
