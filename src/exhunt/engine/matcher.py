@@ -11,6 +11,7 @@ Strings compare case-insensitively, as the Sigma specification requires, unless 
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -133,13 +134,10 @@ def _event_ids(node: Form) -> frozenset[int] | None:
         return None if not parts or None in parts else frozenset().union(*parts)  # type: ignore[arg-type]
     if op != "field" or node["field"] != "EventID":
         return None
-    value = node["value"]
+    value, shape = node["value"], _string_shape(node)
     if value["type"] == "number" and float(value["number"]).is_integer():
         return frozenset({int(value["number"])})
-    if value["type"] == "string" and all(isinstance(part, str) for part in value["parts"]):
-        text = "".join(value["parts"])
-        return frozenset({int(text)}) if text.isdigit() else None
-    return None
+    return frozenset({int(shape[1])}) if shape and shape[0] == "equals" and shape[1].isdigit() else None
 
 
 def _single_field_tests(tree: Form) -> list[tuple[str, Predicate]]:
@@ -241,19 +239,18 @@ def compile_correlation(form: Form, bases: dict[str, CompiledRule]) -> CompiledC
     )
 
 
+#: Sigma's comparison operators (of correlation conditions and ``lt``/``lte``/``gt``/``gte`` modifiers).
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "LT": operator.lt, "LTE": operator.le, "GT": operator.gt, "GTE": operator.ge, "EQ": operator.eq,
+    "NEQ": operator.ne,
+}
+
+
 def _threshold(op: str, count: int | float) -> Callable[[int], bool]:
-    tests: dict[str, Callable[[int], bool]] = {
-        "LT": lambda n: n < count,
-        "LTE": lambda n: n <= count,
-        "GT": lambda n: n > count,
-        "GTE": lambda n: n >= count,
-        "EQ": lambda n: n == count,
-        "NEQ": lambda n: n != count,
-    }
-    try:
-        return tests[op]
-    except KeyError:
-        raise UnsupportedRule(f"correlation operator {op} is not supported") from None
+    if op not in _COMPARE:
+        raise UnsupportedRule(f"correlation operator {op} is not supported")
+    compare = _COMPARE[op]
+    return lambda n: compare(n, count)
 
 
 def _compile_node(node: Form) -> Predicate:
@@ -442,13 +439,7 @@ def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueT
 
 
 def _compare_test(op: str, limit: float) -> ValueTest:
-    ops: dict[str, Callable[[float, float], bool]] = {
-        "LT": lambda a, b: a < b,
-        "LTE": lambda a, b: a <= b,
-        "GT": lambda a, b: a > b,
-        "GTE": lambda a, b: a >= b,
-    }
-    compare = ops[op]
+    compare = _COMPARE[op]
 
     def test(found: str) -> bool:
         try:
