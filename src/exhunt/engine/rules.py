@@ -89,23 +89,19 @@ class RuleSelector:
         self.rules = rules
         self.literals = tuple(sorted({lit for rule in rules for lit in rule.literals or ()}))
         self._by_found: dict[tuple[str, ...], _Picks] = {}
-        self._gated = bool(rules) and all(rule.channels is not None for rule in rules)
+        #: Whether the rules are picked by channel and event ID (event logs).
+        self.gated = bool(rules) and all(rule.channels is not None for rule in rules)
         self._by_event: dict[tuple[str, str], list[CompiledRule]] = {}
         self._refused: dict[tuple[tuple[str, ...], frozenset[str]], frozenset[str]] = {}
 
     def pick(self, record: Record, literals: tuple[str, ...] | None) -> list[CompiledRule]:
         """The rules worth evaluating on ``record``: for event logs those whose channel and event ID it has,
         else those whose literals the prefilter found in it (``literals``) or, unknown, the line holds."""
-        if self._gated:
+        if self.gated:
             return self.event(record.fields.get("Channel", ""), record.fields.get("EventID", ""))
         if literals is not None:
             return self.found(literals, record.raw)
         return self(record.raw.lower())
-
-    @property
-    def gated(self) -> bool:
-        """Whether the rules are picked by channel and event ID (event logs)."""
-        return self._gated
 
     def admits(self, channel: str, event_id: str) -> bool:
         """Whether a rule may match an event of ``channel`` with ``event_id``."""

@@ -49,16 +49,16 @@ def read(lines: Lines, diags: FileDiagnostics, facts: FileFacts) -> Iterator[Rec
             elif name == "software":
                 facts.log_type = value
             continue
-        tokens = text.split()
         if not fields:
             fields = EXCHANGE_DEFAULT_FIELDS
             diags.add("EXH-R004", "no #Fields header; the Exchange default IIS fields were assumed", number)
         facts.records += 1
-        if len(tokens) != len(fields):
-            diags.add("EXH-R002", f"{len(tokens)} tokens for {len(fields)} fields", number)
+        line = line_values(fields, text)
+        if line is None:
+            diags.add("EXH-R002", f"{len(text.split())} tokens for {len(fields)} fields", number)
             yield Record(number, None, {}, text)
             continue
-        values = dict(LineFields(fields, tokens))
+        values = dict(line)
         moment = _time(values, default_day)
         if moment is None and ("time" in values or "date" in values):
             diags.add("EXH-R005", "unparseable date/time", number)
