@@ -525,20 +525,13 @@ def test_a_rule_admits_only_the_event_ids_its_condition_requires() -> None:
     assert channels["ACCT-USER-CREATED"] == {"Security": frozenset({4720})}
     assert channels["ACCT-GROUP-ADD"] == {"Security": frozenset({4728, 4732, 4756})}
     assert channels["PL-26857-1"] == {"Application": None}  # no EventID in its condition
-    rule = """
-title: t
-name: IDS
-id: 0c7a3f52-8d3e-4b8e-9a0d-3f4f5e6a7b8c
-logsource: {{product: windows, service: security}}
-detection:
-  {detection}
-level: low
-stage: probe
-"""
     from exhunt.engine.rules import compile_files
+    from test_sigma_engine import RULE
 
     def admitted(detection: str) -> frozenset[int] | None:
-        return compile_files([("r.yml", rule.format(detection=detection))]).rules[0].channels["Security"]
+        text = RULE.format(detection=f"  {detection}").replace("{product: exchange, service: httpproxy}",
+                                                             "{product: windows, service: security}")
+        return compile_files([("r.yml", text)]).rules[0].channels["Security"]
 
     assert admitted("a: {EventID: 4624}\n  b: {EventID: [4625, '4771']}\n  condition: a or b") == {4624, 4625, 4771}
     assert admitted("a: {EventID: [4624, 4625]}\n  b: {EventID: 4625}\n  condition: a and b") == {4625}
